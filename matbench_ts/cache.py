@@ -1,0 +1,69 @@
+"""On-disk cache of teacher work, keyed by structure content and teacher identity."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import joblib
+import numpy as np
+from pymatgen.core import Structure
+
+
+def default_cache_dir() -> Path:
+    """``$MATBENCH_TS_CACHE``, else ``~/.cache/matbench_ts``."""
+    return Path(os.environ.get("MATBENCH_TS_CACHE", Path.home() / ".cache" / "matbench_ts"))
+
+
+def structure_key(structure: Structure) -> str:
+    """Content hash of a structure: lattice, species and fractional coordinates (1e-5 precision)."""
+    digest = hashlib.sha256()
+    digest.update(np.round(structure.lattice.matrix, 5).astype(np.float64).tobytes())
+    digest.update(np.asarray(structure.atomic_numbers, dtype=np.int64).tobytes())
+    digest.update(np.round(np.mod(structure.frac_coords, 1.0), 5).astype(np.float64).tobytes())
+    return digest.hexdigest()[:32]
+
+
+class TeacherCache:
+    """Embeddings (one entry per structure) and fitted teachers, in ``directory``."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self._store = diskcache.Cache(str(self.directory / "embeddings"), size_limit=2**36)
+        self.computed = 0  # structures embedded by the teacher since creation (for tests and reports)
+
+    def embeddings(
+        self,
+        teacher_id: str,
+        structures: Sequence[Structure],
+        compute: Callable[[list[Structure]], np.ndarray],
+    ) -> np.ndarray:
+        """Embeddings of ``structures``; only those missing from the cache go to ``compute``."""
+        keys = [f"{teacher_id}/{structure_key(s)}" for s in structures]
+        found = {k: self._store.get(k) for k in dict.fromkeys(keys)}
+        missing = [k for k, v in found.items() if v is None]
+        if missing:
+            first = {k: i for i, k in reversed(list(enumerate(keys)))}
+            new = compute([structures[first[k]] for k in missing])
+            self.computed += len(missing)
+            with self._store.transact():
+                for key, row in zip(missing, np.asarray(new, dtype=np.float32)):
+                    self._store.set(key, row)
+                    found[key] = row
+        return np.stack([found[k] for k in keys])
+
+    def fitted_teacher(self, key: str, fit: Callable[[], Any]) -> Any:
+        """A teacher fitted by ``fit()``, or the one stored under ``key`` by an earlier call."""
+        path = self.directory / "teachers" / f"{key}.joblib"
+        if path.exists():
+            return joblib.load(path)
+        teacher = fit()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        joblib.dump(teacher, tmp)
+        tmp.replace(path)
+        return teacher

@@ -1,0 +1,262 @@
+"""``TSRegressor``: a scikit-learn regressor trained with a structure teacher, used with formulas only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import joblib
+import numpy as np
+import torch
+from pymatgen.core import Composition, Structure
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils.validation import check_is_fitted
+
+from .cache import TeacherCache, structure_key
+from .device import resolve_device, seeded_torch
+from .inputs import check_structures_match, check_targets, parse_structures, split_inputs
+from .students import Student, make_student
+from .teachers import frozen_cache_id, make_teacher
+from .training import Rows, StepConfig, StudentWithProjection, balancing_alpha, train_step
+
+
+class TSRegressor(RegressorMixin, BaseEstimator):
+    """Composition-only regressor taught by a crystal-structure model (teacher-student).
+
+    Parameters
+    ----------
+    teacher : "chgnet", "alignn", None or transformer
+        Structure model giving the embedding the student learns to reproduce. Any
+        object with ``fit(structures, y)`` and ``transform(structures) -> (n, d)`` works.
+        ``None`` trains the plain student (the baseline), through the same code.
+    student : "crabnet", "roost" or Student
+        Composition model; its embedding is the input of its final linear layer.
+    teacher_params, student_params : dict, optional
+        Keyword arguments of the teacher and student constructors (model sizes...).
+    alpha : "auto" or float
+        Weight of the embedding loss in step 2. ``"auto"`` sets it, after step 1, so
+        that ``alpha * L_emb == beta * L_target`` on the training rows. 0 skips it.
+    beta : float
+        Weight of the target loss in step 2 (0 makes step 2 a second step 1).
+    epochs : int
+        Maximum epochs of step 2 (knowledge guidance; the only step of the baseline).
+    epochs_step1 : int
+        Maximum epochs of step 1 (knowledge transfer: embedding loss only). 0 skips it.
+    learning_rate, batch_size, weight_decay : training settings of both steps (AdamW).
+    validation_fraction : float
+        Share of the training rows held out for early stopping (and of
+        ``pretrain_structures`` in step 1).
+    patience : int
+        Epochs without validation improvement before a step stops; the best epoch is kept.
+    cache_dir : str, optional
+        Where teacher embeddings and fitted teachers are cached
+        (default ``$MATBENCH_TS_CACHE`` or ``~/.cache/matbench_ts``).
+    device : str, optional
+        ``"cuda"``, ``"cpu"``...; default CUDA when present, else CPU.
+    random_state : int, optional
+        Seeds the split, shuffling, weight init and dropout (without global seeding).
+    verbose : int
+        0 silences the progress bars.
+    """
+
+    def __init__(
+        self,
+        teacher: Any = "chgnet",
+        student: str | Student = "crabnet",
+        *,
+        teacher_params: dict[str, Any] | None = None,
+        student_params: dict[str, Any] | None = None,
+        alpha: float | str = "auto",
+        beta: float = 1.0,
+        epochs: int = 300,
+        epochs_step1: int = 100,
+        learning_rate: float = 5e-4,
+        batch_size: int = 128,
+        weight_decay: float = 0.0,
+        validation_fraction: float = 0.1,
+        patience: int = 30,
+        cache_dir: str | None = None,
+        device: str | None = None,
+        random_state: int | None = None,
+        verbose: int = 1,
+    ) -> None:
+        self.teacher = teacher
+        self.student = student
+        self.teacher_params = teacher_params
+        self.student_params = student_params
+        self.alpha = alpha
+        self.beta = beta
+        self.epochs = epochs
+        self.epochs_step1 = epochs_step1
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.cache_dir = cache_dir
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.one_d_array = True
+        tags.input_tags.two_d_array = False
+        tags.target_tags.required = True
+        return tags
+
+    # ------------------------------------------------------------------ fit
+    def _check_params(self) -> None:
+        if not (self.alpha == "auto" or (isinstance(self.alpha, (int, float)) and self.alpha >= 0)):
+            raise ValueError(f"alpha must be 'auto' or a number >= 0, got {self.alpha!r}")
+        if self.beta < 0 or (self.alpha != "auto" and self.alpha + self.beta == 0):
+            raise ValueError(f"need beta >= 0 and alpha + beta > 0, got alpha={self.alpha!r}, beta={self.beta!r}")
+        for name in ("epochs", "epochs_step1", "batch_size", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < (1 if name == "batch_size" else 0):
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
+
+    def fit(
+        self,
+        X: Sequence[str | Composition | Structure],
+        y: Sequence[float],
+        structures: Sequence[Structure | str | None] | None = None,
+        pretrain_structures: Sequence[Structure | str] | None = None,
+    ) -> TSRegressor:
+        """Train the student; the teacher sees ``structures`` (one per row, or None).
+
+        ``X`` holds formulas, Compositions or Structures (then they also feed the
+        teacher unless ``structures`` is given). ``pretrain_structures`` (no targets)
+        makes step 1 run on that set instead of the fit data.
+        """
+        self._check_params()
+        compositions, x_structures = split_inputs(X)
+        n = len(compositions)
+        y = check_targets(y, n)
+        if structures is not None:
+            structs = parse_structures(structures, n)
+        else:
+            structs = x_structures or [None] * n
+        check_structures_match(compositions, structs)
+        pretrain = []
+        if pretrain_structures is not None:
+            pretrain = [s for s in parse_structures(pretrain_structures, name="pretrain_structures") if s is not None]
+        device = resolve_device(self.device)
+        teacher = None if self.teacher is None else make_teacher(self.teacher, self.teacher_params)
+        with seeded_torch(self.random_state, device):
+            student = make_student(self.student, self.student_params)
+            student.check_elements(compositions)
+            try:
+                student.check_elements([s.composition for s in pretrain])
+            except ValueError as exc:
+                raise ValueError(f"pretrain_structures: {exc}") from None
+            train_idx, val_idx = self._split(n)
+            teacher_emb, pretrain_emb = self._teacher_embeddings(teacher, structs, y, pretrain, train_idx)
+            self._fit_student(student, compositions, y, teacher_emb, pretrain, pretrain_emb, train_idx, val_idx, device)
+        return self
+
+    def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.arange(n)
+        if self.validation_fraction == 0 or n < 10:
+            return idx, idx
+        return train_test_split(idx, test_size=self.validation_fraction, random_state=self.random_state)
+
+    def _teacher_embeddings(self, teacher, structs, y, pretrain, train_idx):
+        """Fit the teacher (cached) and embed the structures (cached); standardise the embeddings."""
+        self.teacher_, self.teacher_id_, self.n_teacher_computed_ = None, None, 0
+        has = np.array([s is not None for s in structs])
+        if teacher is None or not (has.any() or pretrain):
+            return None, None
+        cache = TeacherCache(self.cache_dir)
+        rows = np.flatnonzero(has)
+        frozen_id = frozen_cache_id(teacher)
+        if frozen_id is not None:
+            self.teacher_, self.teacher_id_ = teacher.fit([structs[i] for i in rows], y[rows]), frozen_id
+        else:
+            if not len(rows):
+                raise ValueError("a teacher that learns from the fit data needs structures for some rows of X")
+            params = teacher.get_params() if hasattr(teacher, "get_params") else repr(teacher)
+            fit_key = joblib.hash((type(teacher).__qualname__, params, [structure_key(structs[i]) for i in rows], y[rows]))
+            self.teacher_ = cache.fitted_teacher(fit_key, lambda: teacher.fit([structs[i] for i in rows], y[rows]))
+            self.teacher_id_ = f"{type(teacher).__name__}-{fit_key}"
+        transform = self.teacher_.transform
+        fit_emb = cache.embeddings(self.teacher_id_, [structs[i] for i in rows], transform) if len(rows) else None
+        pre_emb = cache.embeddings(self.teacher_id_, pretrain, transform) if pretrain else None
+        self.n_teacher_computed_ = cache.computed
+        dim = (fit_emb if fit_emb is not None else pre_emb).shape[1]
+        teacher_emb = np.full((len(structs), dim), np.nan, dtype=np.float32)
+        if fit_emb is not None:
+            teacher_emb[rows] = fit_emb
+        reference = teacher_emb[np.intersect1d(rows, train_idx)] if np.isin(rows, train_idx).any() else pre_emb
+        self.teacher_mean_ = reference.mean(axis=0)
+        std = reference.std(axis=0)
+        self.teacher_std_ = np.where(std > 1e-8, std, 1.0).astype(np.float32)
+        scale = lambda e: None if e is None else ((e - self.teacher_mean_) / self.teacher_std_).astype(np.float32)  # noqa: E731
+        return scale(teacher_emb), scale(pre_emb)
+
+    def _fit_student(self, student, compositions, y, teacher_emb, pretrain, pretrain_emb, train_idx, val_idx, device):
+        self.y_mean_ = float(y[train_idx].mean())
+        self.y_std_ = float(y[train_idx].std()) or 1.0
+        y_scaled = ((y - self.y_mean_) / self.y_std_).astype(np.float32)
+        has_teacher_rows = teacher_emb is not None and not np.isnan(teacher_emb[train_idx, 0]).all()
+        teacher_dim = None
+        if teacher_emb is not None or pretrain_emb is not None:
+            teacher_dim = (teacher_emb if teacher_emb is not None else pretrain_emb).shape[1]
+        model = StudentWithProjection(student, teacher_dim).to(device)
+        rows = Rows(student.encode(compositions), y_scaled, teacher_emb)
+        rng = np.random.default_rng(self.random_state)
+        step = dict(learning_rate=self.learning_rate, batch_size=self.batch_size,
+                    weight_decay=self.weight_decay, patience=self.patience, verbose=self.verbose)
+        self.history_ = []
+        if teacher_dim is not None and self.epochs_step1 > 0:
+            if pretrain_emb is not None:
+                pre_rows = Rows(student.encode([s.composition for s in pretrain]), None, pretrain_emb)
+                pre_train, pre_val = self._split(len(pre_rows))
+                step1_train, step1_val = pre_rows.subset(pre_train), pre_rows.subset(pre_val)
+            else:
+                no_y = Rows(rows.items, None, teacher_emb)
+                step1_train, step1_val = no_y.subset(train_idx), no_y.subset(val_idx)
+            config = StepConfig("step 1", self.epochs_step1, 1.0, 0.0, **step)
+            self.history_ += train_step(model, step1_train, step1_val, config, device, rng)
+        train, val = rows.subset(train_idx), rows.subset(val_idx)
+        if not has_teacher_rows:
+            self.alpha_ = 0.0
+        elif self.alpha == "auto":
+            self.alpha_ = balancing_alpha(model, train, self.beta, self.batch_size * 4, device)
+        else:
+            self.alpha_ = float(self.alpha)
+        config = StepConfig("step 2", self.epochs, self.alpha_, float(self.beta), **step)
+        self.history_ += train_step(model, train, val, config, device, rng)
+        self.model_ = model.cpu().eval()
+
+    # -------------------------------------------------------------- predict
+    def _student_outputs(self, X) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self, "model_")
+        compositions, _ = split_inputs(X)
+        student = self.model_.student
+        student.check_elements(compositions)
+        items = student.encode(compositions)
+        device = resolve_device(self.device)
+        model = self.model_.to(device).eval()
+        embs, preds = [], []
+        try:
+            with torch.no_grad():
+                for start in range(0, len(items), self.batch_size * 4):
+                    emb, pred = student(student.collate(items[start : start + self.batch_size * 4], device))
+                    embs.append(emb.cpu())
+                    preds.append(pred.cpu())
+        finally:
+            self.model_ = model.cpu()
+        return torch.cat(embs).numpy(), torch.cat(preds).numpy()
+
+    def predict(self, X: Sequence[str | Composition | Structure]) -> np.ndarray:
+        """Predict from compositions alone (formulas, Compositions or Structures)."""
+        return self._student_outputs(X)[1].astype(np.float64) * self.y_std_ + self.y_mean_
+
+    def transform(self, X: Sequence[str | Composition | Structure]) -> np.ndarray:
+        """The student's embedding of each composition, ``(n, embedding_dim)``."""
+        return self._student_outputs(X)[0]

@@ -1,0 +1,70 @@
+"""CrabNet student built on the ``crabnet`` package's ``SubCrab`` transformer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from crabnet.kingcrab import SubCrab
+from pymatgen.core import Composition
+from torch import Tensor, nn
+
+from .base import Student, residual_hidden
+
+
+class CrabNetStudent(Student):
+    """CrabNet (Wang et al. 2021): element-attention transformer over a formula.
+
+    The embedding is the element-averaged output of CrabNet's residual network
+    before its last linear layer; since that layer is linear, ``head(embedding)``
+    equals CrabNet's own average of per-element outputs.
+    Defaults are CrabNet's published sizes.
+    """
+
+    def __init__(
+        self,
+        d_model: int = 512,
+        N: int = 3,
+        heads: int = 4,
+        out_hidden: Sequence[int] = (1024, 512, 256, 128),
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        fractional: bool = False,
+    ) -> None:
+        super().__init__()
+        self.net = SubCrab(
+            out_dims=1,
+            d_model=d_model,
+            N=N,
+            heads=heads,
+            out_hidden=list(out_hidden),
+            dim_feedforward=dim_feedforward,
+            dropout=dropout,
+            fractional=fractional,
+        )
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.net.output_nn.fc_out
+
+    def encode(self, compositions: Sequence[Composition]) -> list[tuple[list[int], list[float]]]:
+        items = []
+        for comp in compositions:
+            frac = comp.fractional_composition
+            items.append(([el.Z for el in frac.elements], [float(v) for v in frac.values()]))
+        return items
+
+    def collate(self, items, device: torch.device) -> tuple[Tensor, Tensor]:
+        width = max(len(z) for z, _ in items)
+        src = torch.zeros(len(items), width, dtype=torch.long)
+        frac = torch.zeros(len(items), width)
+        for i, (z, f) in enumerate(items):
+            src[i, : len(z)] = torch.tensor(z)
+            frac[i, : len(f)] = torch.tensor(f)
+        return src.to(device), frac.to(device)
+
+    def embed(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        src, frac = batch
+        per_element = residual_hidden(self.net.output_nn, self.net.encoder(src, frac))
+        present = (src != 0).unsqueeze(-1).to(per_element.dtype)
+        return (per_element * present).sum(dim=1) / present.sum(dim=1)
