@@ -179,7 +179,7 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         else:
             if not len(rows):
                 raise ValueError("a teacher that learns from the fit data needs structures for some rows of X")
-            params = teacher.get_params() if hasattr(teacher, "get_params") else repr(teacher)
+            params = teacher.get_params() if hasattr(teacher, "get_params") else joblib.hash(teacher)
             fit_key = joblib.hash((type(teacher).__qualname__, params, [structure_key(structs[i]) for i in rows], y[rows]))
             self.teacher_ = cache.fitted_teacher(fit_key, lambda: teacher.fit([structs[i] for i in rows], y[rows]))
             self.teacher_id_ = f"{type(teacher).__name__}-{fit_key}"

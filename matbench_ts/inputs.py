@@ -88,7 +88,10 @@ def parse_structures(structures: Any, n_rows: int | None = None, name: str = "st
     items = as_1d_list(structures, name)
     if n_rows is not None and len(items) != n_rows:
         raise ValueError(f"{name} has {len(items)} rows but X has {n_rows}")
-    return [parse_structure(item, i) for i, item in enumerate(items)]
+    try:
+        return [parse_structure(item, i) for i, item in enumerate(items)]
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def check_structures_match(compositions: Sequence[Composition], structures: Sequence[Structure | None]) -> None:

@@ -1,0 +1,174 @@
+"""TSRegressor on real data: learning, teachers, students, caching, masking, reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_ALIGNN, TINY_ROOST
+from pymatgen.core import Composition
+
+from matbench_ts import TSRegressor
+from matbench_ts.teachers.alignn import ALIGNNTeacher
+
+
+def mae(a, b) -> float:
+    return float(np.mean(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+def test_ts_learns_better_than_mean_predictor(fitted_ts, ci_data):
+    mean_mae = mae(np.mean(ci_data["y"]), ci_data["y_test"])
+    ts_mae = mae(fitted_ts.predict(ci_data["X_test"]), ci_data["y_test"])
+    assert ts_mae < 0.6 * mean_mae, (ts_mae, mean_mae)
+    assert fitted_ts.teacher_id_ == "chgnet-0.3.0"
+    assert fitted_ts.alpha_ > 0
+    assert {h["step"] for h in fitted_ts.history_} == {"step 1", "step 2"}
+
+
+@pytest.mark.parametrize("student,params", [("crabnet", None), ("roost", TINY_ROOST)])
+def test_baseline_students_learn(student, params, ci_data, tiny):
+    from conftest import TINY_CRABNET
+
+    tiny.update(student=student, student_params=params or TINY_CRABNET)
+    model = TSRegressor(teacher=None, **tiny).fit(ci_data["X"], ci_data["y"])
+    mean_mae = mae(np.mean(ci_data["y"]), ci_data["y_test"])
+    assert mae(model.predict(ci_data["X_test"]), ci_data["y_test"]) < 0.75 * mean_mae
+    assert model.alpha_ == 0.0 and {h["step"] for h in model.history_} == {"step 2"}
+
+
+def test_roost_student_with_chgnet_teacher(ci_data, tiny):
+    tiny.update(student="roost", student_params=TINY_ROOST)
+    model = TSRegressor(teacher="chgnet", **tiny).fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    assert model.transform(ci_data["X_test"]).shape == (60, TINY_ROOST["out_hidden"][-1])
+    mean_mae = mae(np.mean(ci_data["y"]), ci_data["y_test"])
+    assert mae(model.predict(ci_data["X_test"]), ci_data["y_test"]) < 0.75 * mean_mae
+
+
+def test_alignn_teacher_trains_inside_fit_and_is_cached(ci_data, tiny, monkeypatch):
+    calls = []
+    original_fit = ALIGNNTeacher.fit
+
+    def counting_fit(self, structures, y=None):
+        calls.append(len(structures))
+        return original_fit(self, structures, y)
+
+    monkeypatch.setattr(ALIGNNTeacher, "fit", counting_fit)
+    model = TSRegressor(teacher="alignn", teacher_params=TINY_ALIGNN, **tiny)
+    model.fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    assert calls == [240]  # trained on the training rows only
+    assert model.n_teacher_computed_ == 240
+    teacher_mae = mae(model.teacher_.predict(ci_data["structures_test"]), ci_data["y_test"])
+    assert teacher_mae < mae(np.mean(ci_data["y"]), ci_data["y_test"])
+    first = model.predict(ci_data["X_test"])
+
+    model.fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    assert calls == [240], "refit on the same data must reuse the cached teacher"
+    assert model.n_teacher_computed_ == 0
+    np.testing.assert_allclose(model.predict(ci_data["X_test"]), first, rtol=1e-5, atol=1e-6)
+
+
+def test_alignn_checkpoint_round_trip(ci_data, tmp_path):
+    teacher = ALIGNNTeacher(**{**TINY_ALIGNN, "epochs": 1}).fit(ci_data["structures"][:40], ci_data["y"][:40])
+    path = tmp_path / "alignn.pt"
+    teacher.save(path)
+    loaded = ALIGNNTeacher(checkpoint=str(path)).fit(ci_data["structures"][:3])
+    np.testing.assert_allclose(
+        loaded.transform(ci_data["structures"][:5]), teacher.transform(ci_data["structures"][:5]), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_refit_with_chgnet_does_no_teacher_work(fitted_ts, ci_data, tiny):
+    model = TSRegressor(teacher="chgnet", **{**tiny, "epochs": 2, "epochs_step1": 1})
+    model.fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    assert model.n_teacher_computed_ == 0
+
+
+def test_rows_without_structure_are_masked(ci_data, tiny):
+    structures = [s if i % 2 else None for i, s in enumerate(ci_data["structures"])]
+    model = TSRegressor(teacher="chgnet", **tiny).fit(ci_data["X"], ci_data["y"], structures=structures)
+    assert model.alpha_ > 0
+    assert mae(model.predict(ci_data["X_test"]), ci_data["y_test"]) < mae(np.mean(ci_data["y"]), ci_data["y_test"])
+
+
+def test_masked_embedding_loss_ignores_rows_without_teacher():
+    from matbench_ts.students import make_student
+    from matbench_ts.training import Rows, StudentWithProjection, batch_losses
+
+    from conftest import TINY_CRABNET
+
+    torch.manual_seed(0)
+    model = StudentWithProjection(make_student("crabnet", TINY_CRABNET), 3).eval()
+    comps = [Composition(f) for f in ["NaCl", "MgO", "Fe2O3", "SiC"]]
+    teacher = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    teacher[[1, 3]] = np.nan
+    rows = Rows(model.student.encode(comps), None, teacher)
+    with torch.no_grad():
+        emb, n_emb, _, _ = batch_losses(model, rows, np.arange(4), torch.device("cpu"))
+        kept, n_kept, _, _ = batch_losses(model, Rows(rows.items, None, teacher), np.array([0, 2]), torch.device("cpu"))
+    assert n_emb == 2 and n_kept == 2
+    assert float(emb) == pytest.approx(float(kept), rel=1e-6)
+
+
+def test_fit_without_structures_is_the_baseline(ci_data, tiny):
+    ts = TSRegressor(teacher="chgnet", **tiny).fit(ci_data["X"], ci_data["y"])
+    base = TSRegressor(teacher=None, **tiny).fit(ci_data["X"], ci_data["y"])
+    np.testing.assert_array_equal(ts.predict(ci_data["X_test"]), base.predict(ci_data["X_test"]))
+
+
+def test_same_random_state_same_predictions_and_global_rng_untouched(ci_data, tiny):
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = TSRegressor(teacher="chgnet", **tiny).fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    assert torch.rand(1) == expected_next, "fit must not reseed the global torch RNG"
+    b = TSRegressor(teacher="chgnet", **tiny).fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    np.testing.assert_array_equal(a.predict(ci_data["X_test"]), b.predict(ci_data["X_test"]))
+    c = TSRegressor(teacher="chgnet", **{**tiny, "random_state": 1})
+    c.fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    assert not np.array_equal(a.predict(ci_data["X_test"]), c.predict(ci_data["X_test"]))
+
+
+def test_structures_as_X_feed_the_teacher(ci_data, tiny, tmp_path):
+    tiny["cache_dir"] = str(tmp_path)
+    model = TSRegressor(teacher="chgnet", **{**tiny, "epochs": 3, "epochs_step1": 2})
+    model.fit(ci_data["structures"][:50], ci_data["y"][:50])
+    assert model.n_teacher_computed_ == 50
+    formulas = model.predict(ci_data["X_test"])
+    np.testing.assert_allclose(model.predict([Composition(f) for f in ci_data["X_test"]]), formulas, rtol=1e-6)
+    np.testing.assert_allclose(model.predict(ci_data["structures_test"]), formulas, rtol=1e-6)
+
+
+def test_pretrain_structures_run_step1_on_the_library(ci_data, tiny, tmp_path):
+    tiny["cache_dir"] = str(tmp_path)
+    library = ci_data["structures_test"]  # stands in for an MP structure library
+    model = TSRegressor(teacher="chgnet", **tiny)
+    model.fit(ci_data["X"][:40], ci_data["y"][:40], pretrain_structures=library)
+    assert model.n_teacher_computed_ == len(library)
+    assert any(h["step"] == "step 1" for h in model.history_)
+    assert model.alpha_ == 0.0  # no fit row has a structure: step 2 is target-only
+
+
+def test_fixed_alpha_is_used(ci_data, tiny):
+    model = TSRegressor(teacher="chgnet", alpha=0.5, **{**tiny, "epochs": 2, "epochs_step1": 0})
+    model.fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    assert model.alpha_ == 0.5
+    assert {h["step"] for h in model.history_} == {"step 2"}
+
+
+class DensityTeacher:
+    """A user teacher: plain transformer methods, no matbench_ts base class."""
+
+    def fit(self, structures, y=None):
+        self.scale_ = float(np.mean([s.density for s in structures]))
+        return self
+
+    def transform(self, structures):
+        return np.array([[s.density / self.scale_, s.volume / len(s)] for s in structures])
+
+
+def test_custom_transformer_teacher(ci_data, tiny):
+    model = TSRegressor(teacher=DensityTeacher(), **tiny)
+    model.fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    assert model.model_.projection.out_features == 2
+    assert model.n_teacher_computed_ == 240
+    assert mae(model.predict(ci_data["X_test"]), ci_data["y_test"]) < mae(np.mean(ci_data["y"]), ci_data["y_test"])
