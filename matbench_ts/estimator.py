@@ -155,7 +155,8 @@ class TSRegressor(RegressorMixin, BaseEstimator):
             except ValueError as exc:
                 raise ValueError(f"pretrain_structures: {exc}") from None
             train_idx, val_idx = self._split(n)
-            teacher_emb, pretrain_emb = self._teacher_embeddings(teacher, structs, y, pretrain, train_idx)
+            with seeded_torch(None, device):  # teacher work must not shift the student's random stream
+                teacher_emb, pretrain_emb = self._teacher_embeddings(teacher, structs, y, pretrain, train_idx)
             self._fit_student(student, compositions, y, teacher_emb, pretrain, pretrain_emb, train_idx, val_idx, device)
         return self
 

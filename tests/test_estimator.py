@@ -115,13 +115,15 @@ def test_fit_without_structures_is_the_baseline(ci_data, tiny):
     np.testing.assert_array_equal(ts.predict(ci_data["X_test"]), base.predict(ci_data["X_test"]))
 
 
-def test_same_random_state_same_predictions_and_global_rng_untouched(ci_data, tiny):
+def test_same_random_state_same_predictions_and_global_rng_untouched(ci_data, tiny, tmp_path):
+    tiny["cache_dir"] = str(tmp_path)  # a: cold teacher cache, b: warm; the results must not differ
     torch.manual_seed(123)
     expected_next = torch.rand(1)
     torch.manual_seed(123)
     a = TSRegressor(teacher="chgnet", **tiny).fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
     assert torch.rand(1) == expected_next, "fit must not reseed the global torch RNG"
     b = TSRegressor(teacher="chgnet", **tiny).fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    assert (a.n_teacher_computed_, b.n_teacher_computed_) == (240, 0)
     np.testing.assert_array_equal(a.predict(ci_data["X_test"]), b.predict(ci_data["X_test"]))
     c = TSRegressor(teacher="chgnet", **{**tiny, "random_state": 1})
     c.fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
@@ -172,3 +174,18 @@ def test_custom_transformer_teacher(ci_data, tiny):
     assert model.model_.projection.out_features == 2
     assert model.n_teacher_computed_ == 240
     assert mae(model.predict(ci_data["X_test"]), ci_data["y_test"]) < mae(np.mean(ci_data["y"]), ci_data["y_test"])
+
+
+def test_importing_students_leaves_global_rngs_alone():
+    """crabnet seeds torch and numpy at import; our import must undo that."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, torch; torch.manual_seed(7); np.random.seed(7); "
+        "import matbench_ts.students.crabnet, matbench_ts.students.roost; "
+        "t, n = torch.rand(1).item(), np.random.rand(); "
+        "torch.manual_seed(7); np.random.seed(7); "
+        "assert (t, n) == (torch.rand(1).item(), np.random.rand()), (t, n)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

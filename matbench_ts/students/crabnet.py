@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
-from crabnet.kingcrab import SubCrab
 from pymatgen.core import Composition
 from torch import Tensor, nn
 
 from .base import Student, residual_hidden
+
+
+def _import_subcrab() -> type[nn.Module]:
+    """Import crabnet's model without letting its import-time seeding touch the global RNGs."""
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        from crabnet.kingcrab import SubCrab  # runs torch.manual_seed(42) and np.random.seed(42)
+    np.random.set_state(numpy_state)
+    return SubCrab
+
+
+SubCrab = _import_subcrab()
 
 
 class CrabNetStudent(Student):

@@ -1,0 +1,117 @@
+"""Demo: plain student vs teacher-student on Matbench perovskites with 5% of the training data.
+
+Runs offline on the rebuilt Matbench structure task in ``<data>/matbench_proxy`` (see the data
+README), prints the MAE of both models per fold and on average, and saves a parity plot.
+
+    python -m matbench_ts.demo --data ../shared/data --out out/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from pymatgen.core import Structure  # noqa: E402
+
+from . import TSRegressor  # noqa: E402
+
+#: A CrabNet small enough for CPU; same settings for both models so only the teacher differs.
+DEMO_SETTINGS = dict(
+    student="crabnet",
+    student_params=dict(d_model=64, N=2, heads=4, out_hidden=(128, 64), dim_feedforward=128, dropout=0.0),
+    epochs=200,
+    epochs_step1=100,
+    learning_rate=1e-3,
+    batch_size=64,
+    patience=25,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.environ.get("MATBENCH_TS_DATA", "../shared/data"),
+                        help="offline data folder (default: $MATBENCH_TS_DATA or ../shared/data)")
+    parser.add_argument("--task", default="matbench_perovskites", help="task file in <data>/matbench_proxy")
+    parser.add_argument("--fraction", type=float, default=0.05, help="share of each training fold used")
+    parser.add_argument("--folds", default="0,1", help="comma-separated test folds")
+    parser.add_argument("--teacher", default="chgnet")
+    parser.add_argument("--out", default="out/demo", help="folder for the table, JSON and parity plot")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def load_task(data: Path, task: str) -> pd.DataFrame:
+    path = data / "matbench_proxy" / f"{task}.jsonl.gz"
+    if not path.exists():
+        raise SystemExit(f"{path} not found: pass --data pointing at the offline data folder")
+    return pd.read_json(path, lines=True)
+
+
+def run_fold(df: pd.DataFrame, fold: int, args: argparse.Namespace) -> dict:
+    """Train both models on a seeded subsample of the training fold; score on the whole test fold."""
+    train = df[df.fold != fold].sample(frac=args.fraction, random_state=args.seed)
+    test = df[df.fold == fold]
+    structures = [Structure.from_str(cif, fmt="cif") for cif in train.structure]
+    result = {"fold": fold, "n_train": len(train), "n_test": len(test), "y_test": test.target.to_numpy()}
+    for name, teacher in [("baseline", None), ("ts", args.teacher)]:
+        start = time.perf_counter()
+        model = TSRegressor(teacher=teacher, random_state=args.seed, verbose=0, **DEMO_SETTINGS)
+        model.fit(train.composition.tolist(), train.target.to_numpy(), structures=structures)
+        pred = model.predict(test.composition.tolist())
+        result[f"pred_{name}"] = pred
+        result[f"mae_{name}"] = float(np.mean(np.abs(pred - test.target.to_numpy())))
+        result[f"seconds_{name}"] = time.perf_counter() - start
+        print(f"  fold {fold} {name:8s} MAE {result[f'mae_{name}']:.4f}  ({result[f'seconds_{name}']:.0f} s)", flush=True)
+    return result
+
+
+def parity_plot(results: list[dict], path: Path, task: str) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8), sharex=True, sharey=True)
+    y = np.concatenate([r["y_test"] for r in results])
+    for ax, name, label in zip(axes, ["baseline", "ts"], ["plain student", "teacher-student"]):
+        pred = np.concatenate([r[f"pred_{name}"] for r in results])
+        ax.scatter(y, pred, s=3, alpha=0.3)
+        lims = [min(y.min(), pred.min()), max(y.max(), pred.max())]
+        ax.plot(lims, lims, "k--", lw=1)
+        ax.set_title(f"{label}: MAE {np.mean(np.abs(pred - y)):.3f}")
+        ax.set_xlabel("true")
+    axes[0].set_ylabel("predicted")
+    fig.suptitle(f"{task}, test folds {[r['fold'] for r in results]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    df = load_task(Path(args.data), args.task)
+    folds = [int(f) for f in args.folds.split(",")]
+    print(f"{args.task}: {len(df)} rows; {args.fraction:.0%} of each training fold; teacher {args.teacher}")
+    results = [run_fold(df, fold, args) for fold in folds]
+    table = pd.DataFrame([{k: r[k] for k in ("fold", "n_train", "n_test", "mae_baseline", "mae_ts")} for r in results])
+    table["gain_%"] = 100 * (1 - table.mae_ts / table.mae_baseline)
+    mean = table[["mae_baseline", "mae_ts", "gain_%"]].mean()
+    print("\n" + table.to_string(index=False, float_format="%.4f"))
+    print(f"\nmean MAE: plain student {mean.mae_baseline:.4f}, teacher-student {mean.mae_ts:.4f} "
+          f"({mean['gain_%']:.1f}% lower)")
+    table.to_csv(out / "demo_mae.csv", index=False)
+    (out / "demo_mae.json").write_text(json.dumps({"task": args.task, "fraction": args.fraction,
+                                                   "teacher": args.teacher, "settings": DEMO_SETTINGS,
+                                                   "folds": table.to_dict(orient="records")}, indent=2, default=str))
+    parity_plot(results, out / "demo_parity.png", args.task)
+    print(f"wrote {out / 'demo_mae.csv'} and {out / 'demo_parity.png'}")
+
+
+if __name__ == "__main__":
+    main()
