@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 DATA ?= $(abspath ../shared/data)
 export MATBENCH_TS_DATA ?= $(DATA)
 export MATMINER_DATA ?= $(DATA)/matminer
+# idle OpenMP threads sleep instead of spinning: spinning stalls small torch models on 2-core VMs
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test install clean
 

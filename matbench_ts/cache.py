@@ -56,6 +56,15 @@ class TeacherCache:
                     found[key] = row
         return np.stack([found[k] for k in keys])
 
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> TeacherCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def fitted_teacher(self, key: str, fit: Callable[[], Any]) -> Any:
         """A teacher fitted by ``fit()``, or the one stored under ``key`` by an earlier call."""
         path = self.directory / "teachers" / f"{key}.joblib"

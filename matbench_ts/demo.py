@@ -1,7 +1,14 @@
 """Demo: plain student vs teacher-student on Matbench perovskites with 5% of the training data.
 
 Runs offline on the rebuilt Matbench structure task in ``<data>/matbench_proxy`` (see the data
-README), prints the MAE of both models per fold and on average, and saves a parity plot.
+README), prints the MAE of each model per fold and on average, and saves a parity plot.
+Three models, same student and settings:
+
+- ``baseline``: the plain student, trained on the 5% rows with targets;
+- ``ts``: teacher-student, steps 1 and 2 on those rows and their structures;
+- ``ts_transfer``: step 1 on a larger set of structures *without targets* from the same
+  training fold (``--library-size``), then step 2 on the 5% rows: the small-data case where
+  structures are plentiful and labels are not. No test-fold structure is used.
 
     python -m matbench_ts.demo --data ../shared/data --out out/demo
 """
@@ -45,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--folds", default="0,1", help="comma-separated test folds")
     parser.add_argument("--teacher", default="chgnet")
     parser.add_argument("--out", default="out/demo", help="folder for the table, JSON and parity plot")
+    parser.add_argument("--library-size", type=int, default=0,
+                        help="unlabelled training-fold structures for step 1 of ts_transfer (0: skip it)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -57,32 +66,43 @@ def load_task(data: Path, task: str) -> pd.DataFrame:
 
 
 def run_fold(df: pd.DataFrame, fold: int, args: argparse.Namespace) -> dict:
-    """Train both models on a seeded subsample of the training fold; score on the whole test fold."""
-    train = df[df.fold != fold].sample(frac=args.fraction, random_state=args.seed)
+    """Train the models on a seeded subsample of the training fold; score on the whole test fold."""
+    pool = df[df.fold != fold]
+    train = pool.sample(frac=args.fraction, random_state=args.seed)
     test = df[df.fold == fold]
     structures = [Structure.from_str(cif, fmt="cif") for cif in train.structure]
+    runs = [("baseline", None, None), ("ts", args.teacher, None)]
+    if args.library_size > 0:
+        library = pool.sample(n=min(args.library_size, len(pool)), random_state=args.seed + 1)
+        runs.append(("ts_transfer", args.teacher, [Structure.from_str(cif, fmt="cif") for cif in library.structure]))
     result = {"fold": fold, "n_train": len(train), "n_test": len(test), "y_test": test.target.to_numpy()}
-    for name, teacher in [("baseline", None), ("ts", args.teacher)]:
+    for name, teacher, pretrain in runs:
         start = time.perf_counter()
         model = TSRegressor(teacher=teacher, random_state=args.seed, verbose=0, **DEMO_SETTINGS)
-        model.fit(train.composition.tolist(), train.target.to_numpy(), structures=structures)
+        model.fit(train.composition.tolist(), train.target.to_numpy(), structures=structures,
+                  pretrain_structures=pretrain)
         pred = model.predict(test.composition.tolist())
         result[f"pred_{name}"] = pred
         result[f"mae_{name}"] = float(np.mean(np.abs(pred - test.target.to_numpy())))
         result[f"seconds_{name}"] = time.perf_counter() - start
-        print(f"  fold {fold} {name:8s} MAE {result[f'mae_{name}']:.4f}  ({result[f'seconds_{name}']:.0f} s)", flush=True)
+        print(f"  fold {fold} {name:12s} MAE {result[f'mae_{name}']:.4f}  ({result[f'seconds_{name}']:.0f} s)", flush=True)
     return result
 
 
+def model_names(results: list[dict]) -> list[str]:
+    return [k[4:] for k in results[0] if k.startswith("mae_")]
+
+
 def parity_plot(results: list[dict], path: Path, task: str) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8), sharex=True, sharey=True)
+    names = model_names(results)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4.6), sharex=True, sharey=True)
     y = np.concatenate([r["y_test"] for r in results])
-    for ax, name, label in zip(axes, ["baseline", "ts"], ["plain student", "teacher-student"]):
+    for ax, name in zip(axes, names):
         pred = np.concatenate([r[f"pred_{name}"] for r in results])
         ax.scatter(y, pred, s=3, alpha=0.3)
         lims = [min(y.min(), pred.min()), max(y.max(), pred.max())]
         ax.plot(lims, lims, "k--", lw=1)
-        ax.set_title(f"{label}: MAE {np.mean(np.abs(pred - y)):.3f}")
+        ax.set_title(f"{name}: MAE {np.mean(np.abs(pred - y)):.3f}")
         ax.set_xlabel("true")
     axes[0].set_ylabel("predicted")
     fig.suptitle(f"{task}, test folds {[r['fold'] for r in results]}")
@@ -99,15 +119,18 @@ def main(argv: list[str] | None = None) -> None:
     folds = [int(f) for f in args.folds.split(",")]
     print(f"{args.task}: {len(df)} rows; {args.fraction:.0%} of each training fold; teacher {args.teacher}")
     results = [run_fold(df, fold, args) for fold in folds]
-    table = pd.DataFrame([{k: r[k] for k in ("fold", "n_train", "n_test", "mae_baseline", "mae_ts")} for r in results])
-    table["gain_%"] = 100 * (1 - table.mae_ts / table.mae_baseline)
-    mean = table[["mae_baseline", "mae_ts", "gain_%"]].mean()
+    names = model_names(results)
+    columns = ["fold", "n_train", "n_test"] + [f"mae_{n}" for n in names]
+    table = pd.DataFrame([{k: r[k] for k in columns} for r in results])
+    for name in names[1:]:
+        table[f"gain_{name}_%"] = 100 * (1 - table[f"mae_{name}"] / table.mae_baseline)
     print("\n" + table.to_string(index=False, float_format="%.4f"))
-    print(f"\nmean MAE: plain student {mean.mae_baseline:.4f}, teacher-student {mean.mae_ts:.4f} "
-          f"({mean['gain_%']:.1f}% lower)")
+    mean = table.mean(numeric_only=True)
+    print("\nmean MAE over folds: " + ", ".join(f"{n} {mean[f'mae_{n}']:.4f}" for n in names))
     table.to_csv(out / "demo_mae.csv", index=False)
     (out / "demo_mae.json").write_text(json.dumps({"task": args.task, "fraction": args.fraction,
-                                                   "teacher": args.teacher, "settings": DEMO_SETTINGS,
+                                                   "teacher": args.teacher, "library_size": args.library_size,
+                                                   "settings": DEMO_SETTINGS,
                                                    "folds": table.to_dict(orient="records")}, indent=2, default=str))
     parity_plot(results, out / "demo_parity.png", args.task)
     print(f"wrote {out / 'demo_mae.csv'} and {out / 'demo_parity.png'}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -170,9 +171,17 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         """Fit the teacher (cached) and embed the structures (cached); standardise the embeddings."""
         self.teacher_, self.teacher_id_, self.n_teacher_computed_ = None, None, 0
         has = np.array([s is not None for s in structs])
-        if teacher is None or not (has.any() or pretrain):
+        if teacher is None:
             return None, None
-        cache = TeacherCache(self.cache_dir)
+        if not (has.any() or pretrain):
+            warnings.warn("a teacher is set but no row has a structure and no pretrain_structures were "
+                          "given: training the plain student", UserWarning, stacklevel=3)
+            return None, None
+        with TeacherCache(self.cache_dir) as cache:
+            return self._embed_with_cache(cache, teacher, structs, y, pretrain, train_idx, has)
+
+    def _embed_with_cache(self, cache, teacher, structs, y, pretrain, train_idx, has):
+        """Teacher fitting and embedding through ``cache``; returns standardised embeddings."""
         rows = np.flatnonzero(has)
         frozen_id = frozen_cache_id(teacher)
         if frozen_id is not None:

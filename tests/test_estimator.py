@@ -20,7 +20,7 @@ def test_ts_learns_better_than_mean_predictor(fitted_ts, ci_data):
     mean_mae = mae(np.mean(ci_data["y"]), ci_data["y_test"])
     ts_mae = mae(fitted_ts.predict(ci_data["X_test"]), ci_data["y_test"])
     assert ts_mae < 0.6 * mean_mae, (ts_mae, mean_mae)
-    assert fitted_ts.teacher_id_ == "chgnet-0.3.0"
+    assert fitted_ts.teacher_id_ == "chgnet-0.3.0-atom"
     assert fitted_ts.alpha_ > 0
     assert {h["step"] for h in fitted_ts.history_} == {"step 1", "step 2"}
 
@@ -110,7 +110,8 @@ def test_masked_embedding_loss_ignores_rows_without_teacher():
 
 
 def test_fit_without_structures_is_the_baseline(ci_data, tiny):
-    ts = TSRegressor(teacher="chgnet", **tiny).fit(ci_data["X"], ci_data["y"])
+    with pytest.warns(UserWarning, match="no row has a structure"):
+        ts = TSRegressor(teacher="chgnet", **tiny).fit(ci_data["X"], ci_data["y"])
     base = TSRegressor(teacher=None, **tiny).fit(ci_data["X"], ci_data["y"])
     np.testing.assert_array_equal(ts.predict(ci_data["X_test"]), base.predict(ci_data["X_test"]))
 

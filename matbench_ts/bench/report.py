@@ -1,0 +1,308 @@
+"""Report of a run directory: per-task tables (markdown, CSV, JSON), MAE-vs-fraction plots and
+t-SNE maps of student embeddings with and without the teacher, next to the teacher's own.
+
+Columns of the table (one row per task x student x teacher x strategy x fraction):
+``mae_mean``/``mae_std`` over folds (and seeds), ``gain_vs_baseline`` = relative MAE drop against the
+baseline of the same student and fraction, ``teacher_mae`` (the teacher's own test MAE, from its
+``predict`` or a ridge probe on its embeddings), ``composition_floor`` (see
+:func:`~matbench_ts.bench.data.composition_floor`), ``gap_closed`` =
+``(MAE_base - MAE) / (MAE_base - max(floor, MAE_teacher))`` and the leaderboard references.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .data import DATA_ENV
+
+LEADERBOARD_FILE = Path("leaderboard") / "matbench_v0.1_mean_scores.json"
+#: Matbench tasks whose only input is the composition: every entry there is composition-only.
+COMPOSITION_TASKS = {"matbench_steels", "matbench_expt_gap", "matbench_expt_is_metal", "matbench_glass"}
+#: Leaderboard entries that use the composition alone on structure tasks.
+COMPOSITION_ONLY_MARKERS = ("crabnet", "_composition", "roost")
+TABLE_COLUMNS = [
+    "task", "student", "teacher", "strategy", "fraction", "n_runs", "n_train", "mae_mean", "mae_std",
+    "rmse_mean", "dummy_mae", "alpha_mean", "baseline_mae", "gain_vs_baseline", "teacher_mae",
+    "composition_floor", "gap_closed", "leaky", "leaderboard_crabnet", "leaderboard_best_composition",
+    "leaderboard_best_composition_name",
+]
+
+
+# ----------------------------------------------------------------------------- loading
+def load_results(run_dir: str | Path) -> pd.DataFrame:
+    """One row per finished run (the scalar fields of each ``runs/**/*.json``)."""
+    rows = []
+    for path in sorted(Path(run_dir, "runs").rglob("*.json")):
+        d = json.loads(path.read_text())
+        if d.get("status") != "done":
+            continue
+        rows.append({
+            "task": d["task"], "student": d["student"], "teacher": d["teacher"] or "none",
+            "strategy": d["strategy"], "fraction": d["fraction"], "fold": d["fold"], "seed": d["seed"],
+            "mae": d["mae"], "rmse": d["rmse"], "dummy_mae": d["dummy_mae"], "n_train": d["n_train"],
+            "alpha": d["alpha"], "teacher_mae": np.nan if d.get("teacher_mae") is None else d["teacher_mae"],
+            "leaky": d["teacher_info"].get("leaky"), "wall_time_s": d["wall_time_s"], "path": str(path),
+        })
+    return pd.DataFrame(rows)
+
+
+def load_task_info(run_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """``tasks/<task>.json`` written by the runner (floor, structure coverage, provenance)."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(run_dir, "tasks").glob("*.json"))}
+
+
+def find_leaderboard(run_dir: str | Path | None = None) -> Path | None:
+    """The leaderboard file under the run's ``data_dir`` or ``$MATBENCH_TS_DATA`` (if any)."""
+    dirs = []
+    if run_dir is not None and Path(run_dir, "config.json").exists():
+        dirs.append(json.loads(Path(run_dir, "config.json").read_text()).get("data_dir"))
+    dirs.append(os.environ.get(DATA_ENV))
+    for d in dirs:
+        if d and (Path(d) / LEADERBOARD_FILE).is_file():
+            return Path(d) / LEADERBOARD_FILE
+    return None
+
+
+def leaderboard_refs(board: dict[str, Any], task: str) -> dict[str, Any]:
+    """CrabNet's and the best composition-only leaderboard MAE of ``task`` (None when absent)."""
+    entries = {k: v for k, v in board.get(task, {}).items() if v and v[0] == "mae"}
+    composition = {k: v[1] for k, v in entries.items() if k != "dummy" and (
+        task in COMPOSITION_TASKS or any(m in k.lower() for m in COMPOSITION_ONLY_MARKERS))}
+    best = min(composition, key=composition.get) if composition else None
+    return {
+        "leaderboard_crabnet": entries["CrabNet"][1] if "CrabNet" in entries else None,
+        "leaderboard_best_composition": composition.get(best),
+        "leaderboard_best_composition_name": best,
+    }
+
+
+# ----------------------------------------------------------------------------- tables
+def summarize(
+    results: pd.DataFrame, task_info: dict[str, dict[str, Any]], board: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """The report table (see module docstring), sorted by task, student, teacher, strategy, fraction."""
+    std = lambda x: float(np.std(x))  # noqa: E731  (over folds, as Matbench reports it)
+    keys = ["task", "student", "teacher", "strategy", "fraction"]
+    table = results.groupby(keys, dropna=False).agg(
+        n_runs=("mae", "size"), n_train=("n_train", "mean"), mae_mean=("mae", "mean"), mae_std=("mae", std),
+        rmse_mean=("rmse", "mean"), dummy_mae=("dummy_mae", "mean"), alpha_mean=("alpha", "mean"),
+        teacher_mae=("teacher_mae", "mean"), leaky=("leaky", "first"),
+    ).reset_index()
+    base = table[table["strategy"] == "baseline"][["task", "student", "fraction", "mae_mean"]]
+    base = base.rename(columns={"mae_mean": "baseline_mae"})
+    table = table.merge(base, on=["task", "student", "fraction"], how="left")
+    table["gain_vs_baseline"] = (table["baseline_mae"] - table["mae_mean"]) / table["baseline_mae"]
+    table["composition_floor"] = table["task"].map(lambda t: task_info.get(t, {}).get("composition_floor", np.nan))
+    reference = np.fmax(table["composition_floor"].to_numpy(float), table["teacher_mae"].to_numpy(float))
+    room = table["baseline_mae"].to_numpy(float) - reference
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = (table["baseline_mae"] - table["mae_mean"]).to_numpy(float) / room
+    table["gap_closed"] = np.where((room > 0) & (table["strategy"] != "baseline"), gap, np.nan)
+    refs = pd.DataFrame([{"task": t, **leaderboard_refs(board or {}, t)} for t in table["task"].unique()])
+    table = table.merge(refs, on="task", how="left") if len(refs) else table
+    table.loc[table["strategy"] == "baseline", "gain_vs_baseline"] = np.nan
+    return table.reindex(columns=TABLE_COLUMNS).sort_values(keys[:4] + ["fraction"]).reset_index(drop=True)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table (no tabulate dependency)."""
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def task_markdown(task: str, table: pd.DataFrame, info: dict[str, Any], plots: Sequence[str]) -> str:
+    """The markdown page of one task."""
+    t = table[table["task"] == task]
+    view = pd.DataFrame({
+        "student": t["student"], "teacher": t["teacher"], "strategy": t["strategy"], "fraction": t["fraction"],
+        "n_train": t["n_train"].round().astype(int),
+        "MAE": [f"{m:.4g} ± {s:.2g}" for m, s in zip(t["mae_mean"], t["mae_std"])],
+        "gain vs baseline": [_fmt(100 * g, 3) + " %" if np.isfinite(g) else "" for g in t["gain_vs_baseline"]],
+        "teacher MAE": t["teacher_mae"], "gap closed": t["gap_closed"], "alpha": t["alpha_mean"],
+        "runs": t["n_runs"], "leaky teacher": t["leaky"].map({True: "yes", False: "no"}).fillna("?"),
+    })
+    lines = [f"# {task}", ""]
+    if info:
+        rate = info.get("structure_match_rate")
+        lines += [
+            f"- source: `{info.get('source')}`, {info.get('n_rows')} rows, folds {info.get('fold_sizes')}",
+            f"- teacher structures: {info.get('structure_source')} ({info.get('n_with_structure')} rows"
+            + (f", formula match rate {rate:.1%}" if rate is not None else "") + ")",
+            f"- composition floor (median target per reduced formula): {_fmt(info.get('composition_floor'))}",
+            f"- target: mean {_fmt(info.get('target_mean'))}, std {_fmt(info.get('target_std'))}, "
+            f"MAD {_fmt(info.get('target_mad'))}",
+        ]
+        for name, prov in info.get("teachers", {}).items():
+            leak = {True: "LEAKY", False: "leak-free"}.get(prov.get("leaky"), "unknown")
+            lines.append(f"- teacher {name}: {leak} ({prov.get('leak_reason')}); "
+                         f"trained on {prov.get('pretrained_on')}")
+    refs = t.iloc[0] if len(t) else None
+    if refs is not None and refs["leaderboard_crabnet"] is not None and np.isfinite(refs["leaderboard_crabnet"]):
+        lines.append(
+            f"- leaderboard (Matbench v0.1, full training folds): CrabNet {_fmt(refs['leaderboard_crabnet'])}, best "
+            f"composition-only {refs['leaderboard_best_composition_name']} {_fmt(refs['leaderboard_best_composition'])}"
+        )
+    lines += ["", markdown_table(view), ""]
+    lines += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- plots
+def plot_mae_vs_fraction(task: str, table: pd.DataFrame, path: Path) -> Path:
+    """MAE (mean ± std over folds) against training fraction, one line per strategy (log x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = table[table["task"] == task]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for (student, teacher, strategy), g in t.groupby(["student", "teacher", "strategy"]):
+        label = f"{student} {strategy}" + ("" if strategy == "baseline" else f" ({teacher})")
+        ax.errorbar(g["fraction"], g["mae_mean"], yerr=g["mae_std"], marker="o", capsize=3, label=label)
+    for teacher, g in t[t["teacher_mae"].notna()].groupby("teacher"):
+        g = g.groupby("fraction")["teacher_mae"].mean()
+        ax.plot(g.index, g.values, "k--", alpha=0.6, label=f"teacher {teacher} (probe)")
+    floor = t["composition_floor"].iloc[0]
+    if np.isfinite(floor) and floor > 0:
+        ax.axhline(floor, color="grey", ls=":", label="composition floor")
+    crab = t["leaderboard_crabnet"].iloc[0]
+    if crab is not None and np.isfinite(crab):
+        ax.axhline(crab, color="tab:red", ls="-.", alpha=0.6, label="leaderboard CrabNet (full data)")
+    ax.set_xscale("log")
+    fractions = sorted(t["fraction"].unique())
+    ax.set_xticks(fractions, [f"{f:g}" for f in fractions], minor=False)
+    ax.minorticks_off()
+    ax.set_xlabel("training fraction")
+    ax.set_ylabel("test MAE")
+    ax.set_title(task)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _tsne(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-d t-SNE of at most a few hundred rows (one thread: small inputs gain nothing from more,
+    and spinning OpenMP threads can stall badly on small shared VMs)."""
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
+    with threadpool_limits(limits=1):
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+
+
+def tsne_inputs(run_dir: Path, task: str, student: str, teacher: str) -> dict[str, Any] | None:
+    """Saved test-row embeddings of the baseline and the T-S student of one fold (largest
+    fraction where both exist), with the teacher's; None when not available."""
+    root = run_dir / "runs" / task
+    base_dir, ts_dir = root / f"{student}__none" / "baseline", root / f"{student}__{teacher}"
+    candidates = []
+    for strategy in ("ts", "ts-no-step1", "step1-only", "transfer"):
+        for ts_file in sorted((ts_dir / strategy).glob("*.npz")):
+            base_file = base_dir / ts_file.name
+            if base_file.exists():
+                frac = float(ts_file.stem.split("_")[0][len("frac"):])
+                candidates.append((-frac, strategy != "ts", ts_file.name, strategy, base_file, ts_file))
+    if not candidates:
+        return None
+    *_, strategy, base_file, ts_file = min(candidates)
+    base, ts = np.load(base_file), np.load(ts_file)
+    if "teacher" not in ts.files or len(base["ids"]) < 5:
+        return None
+    return {"strategy": strategy, "file": ts_file.stem, "y": base["y_true"], "baseline": base["student"],
+            "ts": ts["student"], "teacher": ts["teacher"]}
+
+
+def plot_tsne(run_dir: Path, task: str, student: str, teacher: str, path: Path) -> Path | None:
+    """Three t-SNE panels (student baseline, student T-S, teacher), coloured by target."""
+    data = tsne_inputs(run_dir, task, student, teacher)
+    if data is None:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    has_teacher = ~np.isnan(data["teacher"]).any(axis=1)
+    panels = [(f"{student} baseline", data["baseline"], np.ones_like(has_teacher)),
+              (f"{student} {data['strategy']} ({teacher})", data["ts"], np.ones_like(has_teacher)),
+              (f"teacher {teacher}", data["teacher"], has_teacher)]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for ax, (title, x, keep) in zip(axes, panels):
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if keep.sum() < 5:
+            ax.text(0.5, 0.5, "too few rows", ha="center", transform=ax.transAxes)
+            continue
+        xy = _tsne(np.asarray(x[keep], dtype=np.float64))
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=data["y"][keep], s=8, cmap="viridis")
+    fig.colorbar(sc, ax=axes, label="target", shrink=0.8)
+    fig.suptitle(f"{task}: t-SNE of test-row embeddings ({data['file']})", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- entry point
+def write_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    leaderboard: str | Path | None = None,
+    tsne: bool = True,
+) -> dict[str, list[Path]]:
+    """Write ``<task>.md/.csv/.json``, ``<task>_mae_vs_fraction.png``, ``<task>_tsne_*.png`` and
+    ``README.md``/``summary.csv`` (all tasks) into ``out`` (default ``<run_dir>/report``)."""
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    if results.empty:
+        raise ValueError(f"no finished runs under {run_dir / 'runs'}")
+    out = Path(out) if out is not None else run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    board_path = Path(leaderboard) if leaderboard else find_leaderboard(run_dir)
+    board = json.loads(board_path.read_text()) if board_path else {}
+    info = load_task_info(run_dir)
+    table = summarize(results, info, board)
+    written: dict[str, list[Path]] = {"tables": [], "plots": [], "tsne": []}
+    pages = []
+    for task in table["task"].unique():
+        t = table[table["task"] == task]
+        t.to_csv(out / f"{task}.csv", index=False)
+        (out / f"{task}.json").write_text(json.dumps(
+            {"task": task, "info": info.get(task, {}), "rows": json.loads(t.to_json(orient="records"))}, indent=1))
+        plots = [plot_mae_vs_fraction(task, table, out / f"{task}_mae_vs_fraction.png")]
+        written["plots"].append(plots[0])
+        if tsne:
+            pairs = t[t["teacher"] != "none"][["student", "teacher"]].drop_duplicates().itertuples(index=False)
+            for student, teacher in pairs:
+                p = plot_tsne(run_dir, task, student, teacher, out / f"{task}_tsne_{student}_{teacher}.png")
+                if p is not None:
+                    plots.append(p)
+                    written["tsne"].append(p)
+        page = task_markdown(task, table, info.get(task, {}), plots)
+        (out / f"{task}.md").write_text(page)
+        pages.append(page)
+        written["tables"] += [out / f"{task}.md", out / f"{task}.csv", out / f"{task}.json"]
+    table.to_csv(out / "summary.csv", index=False)
+    (out / "README.md").write_text("\n".join(pages))
+    written["tables"] += [out / "summary.csv", out / "README.md"]
+    return written

@@ -1,0 +1,598 @@
+"""The benchmark grid: (task, fraction, strategy, student, teacher, fold, seed) runs of
+:class:`~matbench_ts.TSRegressor`, each stored as one JSON file as soon as it finishes.
+
+* **Resumable**: a run whose JSON exists is skipped; results are written atomically
+  (temporary file + ``os.replace``), so an interrupted grid loses at most the runs in flight.
+* **Safe**: ``config.json`` in the output directory records the settings; a rerun with other
+  model/data settings is refused (:class:`ConfigMismatchError`). Harmless fields
+  (:data:`HARMLESS_FIELDS`) may change, and grid axes (:data:`GRID_FIELDS`) may be extended.
+* **Parallel**: runs are dispatched with joblib (``n_jobs``), or onto a Dask cluster
+  (``scheduler`` address) through joblib's Dask backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import re
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from joblib import Parallel, delayed, parallel_config
+from tqdm.auto import tqdm
+
+from .data import (
+    Task,
+    fraction_indices,
+    load_structure_library,
+    load_task,
+    parse_structure,
+    reduced_formula,
+    sample_positions,
+    task_name_of,
+)
+
+#: Strategy -> what it changes in the estimator (see :func:`estimator_kwargs`).
+STRATEGIES: dict[str, str] = {
+    "baseline": "student alone (teacher=None)",
+    "ts": "teacher-student: step 1 (embedding) then step 2 (target + embedding, alpha='auto')",
+    "ts-no-step1": "step 2 only (epochs_step1=0)",
+    "step1-only": "step 1, then a target-only fine-tune (alpha=0)",
+    "transfer": "step 1 on a structure library (pretrain_structures), then step 2",
+}
+STUDENTS = ("crabnet", "roost")
+TEACHERS = ("chgnet", "alignn")
+#: Config fields that may differ between runs into the same directory.
+HARMLESS_FIELDS = ("n_jobs", "scheduler", "threads", "verbose", "cache_dir", "device", "out")
+#: Grid axes: each result is keyed by them, so a rerun may add values.
+GRID_FIELDS = ("tasks", "fractions", "strategies", "folds", "seeds", "students", "teachers")
+
+_TINY_CRABNET = dict(d_model=32, N=1, heads=2, out_hidden=(64, 32), dim_feedforward=64)
+_TINY_ROOST = dict(elem_fea_len=16, n_graph=1, elem_heads=1, cry_heads=1, trunk_hidden=(64,), out_hidden=(32,))
+#: Presets: student and teacher sizes and training length. "gpu" = the published sizes.
+PROFILES: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "student_params": {"crabnet": _TINY_CRABNET, "roost": _TINY_ROOST},
+        "teacher_params": {
+            "alignn": dict(alignn_layers=1, gcn_layers=1, hidden_features=32, embedding_features=16, epochs=5),
+        },
+        "estimator": dict(epochs=20, epochs_step1=10, batch_size=64, patience=10),
+    },
+    "cpu": {
+        "student_params": {
+            "crabnet": dict(d_model=128, N=2, heads=4, out_hidden=(256, 128, 64), dim_feedforward=256),
+            "roost": dict(elem_fea_len=32, n_graph=2, trunk_hidden=(256,), out_hidden=(128, 64)),
+        },
+        "teacher_params": {
+            "alignn": dict(alignn_layers=2, gcn_layers=2, hidden_features=64, embedding_features=32, epochs=30),
+        },
+        "estimator": dict(epochs=150, epochs_step1=50, batch_size=128, patience=20),
+    },
+    "gpu": {
+        "student_params": {"crabnet": {}, "roost": {}},
+        "teacher_params": {"alignn": dict(epochs=300)},
+        "estimator": dict(epochs=300, epochs_step1=100, batch_size=128, patience=30),
+    },
+}
+
+#: Teacher provenance: what a pretrained teacher was trained on, and which tasks that leaks into.
+TEACHER_PROVENANCE: dict[str, dict[str, Any]] = {
+    "chgnet": {
+        "pretrained_on": "Materials Project relaxation trajectories (MPtrj): energies, forces, stresses, magmoms",
+        # MP-derived formation-energy tasks (matbench_mp_e_form, mp2018 e_form, the CI set...)
+        "leaky_tasks": re.compile(r"(^|[_\-])mp\d*[_\-].*(e_?form|formation|energy)", re.IGNORECASE),
+    },
+}
+
+
+class ConfigMismatchError(ValueError):
+    """The output directory holds results of a different configuration."""
+
+
+# ----------------------------------------------------------------------------- configuration
+@dataclass
+class BenchConfig:
+    """Everything that defines a benchmark grid (saved as ``config.json`` in ``out``)."""
+
+    out: str
+    tasks: list[str]
+    fractions: list[float] = field(default_factory=lambda: [1.0])
+    strategies: list[str] = field(default_factory=lambda: ["baseline", "ts"])
+    folds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    students: list[str] = field(default_factory=lambda: ["crabnet"])
+    teachers: list[str] = field(default_factory=lambda: ["chgnet"])
+    profile: str = "auto"
+    student_params: dict[str, Any] | None = None  # overrides the preset (or {student: {...}})
+    teacher_params: dict[str, Any] | None = None  # overrides the preset (or {teacher: {...}})
+    estimator_params: dict[str, Any] = field(default_factory=dict)  # epochs, alpha, batch_size...
+    data_dir: str | None = None
+    source: str = "auto"
+    structure_library: str | None = None  # formula look-up for rows without a structure
+    pretrain_library: str | None = None  # step-1 data of "transfer" (default: structure_library)
+    pretrain_max: int = 5000
+    save_predictions: bool = True
+    n_embed: int = 500  # test rows whose student/teacher embeddings are saved (.npz)
+    cache_dir: str | None = None
+    device: str | None = None
+    n_jobs: int = 1
+    scheduler: str | None = None
+    threads: int | None = None  # torch threads per run (None: leave torch's setting)
+    verbose: int = 1
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown:
+            raise ValueError(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
+        if self.profile == "auto":
+            import torch
+
+            self.profile = "gpu" if torch.cuda.is_available() else "cpu"
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; choose from {list(PROFILES)}")
+        for f in self.fractions:
+            if not 0 < f <= 1:
+                raise ValueError(f"fractions must be in (0, 1], got {f}")
+        self.fractions = sorted({float(f) for f in self.fractions})
+        self.folds, self.seeds = [int(f) for f in self.folds], [int(s) for s in self.seeds]
+        self.teachers = [t for t in self.teachers if t and str(t).lower() != "none"]
+        for kind, names, known in (("student", self.students, STUDENTS), ("teacher", self.teachers, TEACHERS)):
+            if not names and kind == "student" or any(n not in known for n in names):
+                raise ValueError(f"unknown {kind}(s) {names}; choose from {list(known)}")
+        if any(s != "baseline" for s in self.strategies) and not self.teachers:
+            raise ValueError(f"strategies {self.strategies} need a teacher")
+        if "transfer" in self.strategies:
+            self.pretrain_library = self.pretrain_library or self.structure_library
+            if not self.pretrain_library:
+                raise ValueError(
+                    "strategy 'transfer' needs a structure library (--pretrain-library or --structure-library)"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, with the resolved estimator settings of every (student, teacher)."""
+        d = dataclasses.asdict(self)
+        d["resolved"] = {
+            f"{student}__{teacher}": estimator_kwargs(self, student, teacher, "ts", seed=0, jsonable=True)
+            for student in self.students for teacher in (self.teachers or [None])
+        }
+        return _jsonable(d)
+
+
+def _pick(params: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    """``params`` itself, or ``params[name]`` when keyed by model name."""
+    params = dict(params or {})
+    if params and all(isinstance(v, dict) for v in params.values()):
+        return dict(params.get(name, {}))
+    return params
+
+
+def estimator_kwargs(
+    config: BenchConfig, student: str, teacher: str | None, strategy: str, seed: int, jsonable: bool = False
+) -> dict[str, Any]:
+    """The :class:`~matbench_ts.TSRegressor` arguments of one run (strategy applied)."""
+    preset = PROFILES[config.profile]
+    kwargs: dict[str, Any] = dict(preset["estimator"])
+    kwargs.update(config.estimator_params)
+    student_params = {**preset["student_params"].get(student, {}), **_pick(config.student_params, student)}
+    kwargs.update(student=student, student_params=student_params or None, random_state=seed,
+                  cache_dir=config.cache_dir, device=config.device, verbose=config.verbose)
+    if strategy == "baseline" or teacher is None:
+        kwargs.update(teacher=None, teacher_params=None)
+    else:
+        teacher_params = {**preset["teacher_params"].get(teacher, {}), **_pick(config.teacher_params, teacher)}
+        if teacher == "alignn":
+            teacher_params.setdefault("random_state", seed)
+            teacher_params.setdefault("device", config.device)
+        kwargs.update(teacher=teacher, teacher_params=teacher_params or None)
+    if strategy == "ts-no-step1":
+        kwargs["epochs_step1"] = 0
+    elif strategy == "step1-only":
+        kwargs["alpha"] = 0.0
+    if jsonable:
+        for key in ("cache_dir", "device", "verbose", "random_state"):
+            kwargs.pop(key)
+        return _jsonable(kwargs)
+    return kwargs
+
+
+def teacher_provenance(teacher: str | None, task: str, teacher_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where the teacher's knowledge comes from, and whether it saw data outside the training fold."""
+    if teacher is None:
+        return {"teacher": None, "leaky": False, "leak_reason": "no teacher"}
+    if teacher == "alignn":
+        checkpoint = (teacher_params or {}).get("checkpoint")
+        if checkpoint:
+            return {"teacher": teacher, "pretrained_on": f"checkpoint {checkpoint}", "leaky": None,
+                    "leak_reason": "unknown: pretrained checkpoint (check what it was trained on)"}
+        return {"teacher": teacher, "pretrained_on": "training rows of the fold (trained inside fit)",
+                "leaky": False, "leak_reason": "trained on the training fold only"}
+    known = TEACHER_PROVENANCE.get(teacher)
+    if known is None:
+        return {"teacher": teacher, "pretrained_on": "unknown", "leaky": None, "leak_reason": "unknown teacher"}
+    leaky = bool(known["leaky_tasks"].search(task_name_of(task)))
+    reason = ("pretrained on Materials Project energies, which include this task's targets (test folds included)"
+              if leaky else "pretrained targets differ from this task's target")
+    return {"teacher": teacher, "pretrained_on": known["pretrained_on"], "leaky": leaky, "leak_reason": reason}
+
+
+# ----------------------------------------------------------------------------- grid
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the grid."""
+
+    task: str
+    fraction: float
+    strategy: str
+    student: str
+    teacher: str | None
+    fold: int
+    seed: int
+
+    @property
+    def relpath(self) -> Path:
+        """Result path inside the output directory."""
+        pair = f"{self.student}__{self.teacher or 'none'}"
+        return Path("runs", task_name_of(self.task), pair, self.strategy,
+                    f"frac{self.fraction:g}_fold{self.fold}_seed{self.seed}.json")
+
+    @property
+    def run_id(self) -> str:
+        return self.relpath.with_suffix("").as_posix()[len("runs/"):]
+
+
+def build_grid(config: BenchConfig) -> list[RunSpec]:
+    """All runs of ``config``; the baseline (no teacher) appears once per student."""
+    specs = []
+    for task in config.tasks:
+        for fraction in config.fractions:
+            for fold in config.folds:
+                for seed in config.seeds:
+                    for student in config.students:
+                        for strategy in config.strategies:
+                            teachers = [None] if strategy == "baseline" else config.teachers
+                            for teacher in teachers:
+                                specs.append(RunSpec(task, fraction, strategy, student, teacher, fold, seed))
+    return specs
+
+
+@dataclass
+class GridSummary:
+    """What a :func:`run_grid` call did."""
+
+    total: int = 0
+    skipped: int = 0
+    executed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def add(self, result: dict[str, Any]) -> None:
+        if result["status"] == "done":
+            self.executed.append(result["run_id"])
+        elif result["status"] == "failed":
+            self.failed[result["run_id"]] = result["error"]
+        else:
+            self.skipped += 1
+
+
+# ----------------------------------------------------------------------------- storage
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types (numpy scalars/arrays, tuples, Paths converted)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file in the same folder, then ``os.replace`` it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    with open(tmp, "w") as fh:
+        json.dump(_jsonable(data), fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def prepare_out(config: BenchConfig) -> dict[str, Any]:
+    """Create ``out`` and its ``config.json``; refuse a mismatching existing one.
+
+    Returns the saved configuration (grid axes merged with the previous ones).
+    """
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "config.json"
+    new = json.loads(json.dumps(config.to_dict()))
+    if path.exists():
+        old = json.loads(path.read_text())
+        ignored = set(HARMLESS_FIELDS) | set(GRID_FIELDS) | {"matbench_ts_version", "resolved"}
+        diffs = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+                 if k not in ignored and old.get(k) != new.get(k)}
+        old_resolved, new_resolved = old.get("resolved", {}), new["resolved"]
+        for pair in sorted(set(old_resolved) & set(new_resolved)):  # settings each model pair resolves to
+            a, b = old_resolved[pair], new_resolved[pair]
+            for key in sorted(set(a) | set(b)):
+                if a.get(key) != b.get(key):
+                    diffs[f"{pair}.{key}"] = (a.get(key), b.get(key))
+        if diffs:
+            lines = "\n".join(f"  {k}: saved {a!r}, now {b!r}" for k, (a, b) in diffs.items())
+            raise ConfigMismatchError(
+                f"{out} holds results of another configuration ({path}):\n{lines}\n"
+                f"Use a new --out directory, or rerun with the saved settings. Only {', '.join(HARMLESS_FIELDS)} "
+                f"may change, and the grid ({', '.join(GRID_FIELDS)}) may be extended."
+            )
+        for key in GRID_FIELDS:
+            new[key] = list(dict.fromkeys([*old.get(key, []), *new[key]]))
+        new["resolved"] = {**old_resolved, **new_resolved}
+    from .. import __version__
+
+    new["matbench_ts_version"] = __version__
+    atomic_write_json(path, new)
+    return new
+
+
+# ----------------------------------------------------------------------------- one run
+def result_path(config: BenchConfig, spec: RunSpec) -> Path:
+    return Path(config.out) / spec.relpath
+
+
+def _task(config: BenchConfig, name: str) -> Task:
+    return load_task(name, config.data_dir, config.source, config.structure_library)
+
+
+def _teacher_probe(
+    model: Any, task: Task, train: np.ndarray, test: np.ndarray, cache_dir: str | None
+) -> dict[str, Any]:
+    """The teacher's own test MAE: its ``predict`` when it learned this target (ALIGNN trained
+    inside fit), else a ridge probe on its embeddings fitted on the training rows."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ..cache import TeacherCache
+
+    teacher = model.teacher_
+    train_s, test_s = task.structures(train), task.structures(test)
+    tr = [i for i, s in enumerate(train_s) if s is not None]
+    te = [i for i, s in enumerate(test_s) if s is not None]
+    out: dict[str, Any] = {
+        "teacher_mae": None, "teacher_probe": None, "n_teacher_test": len(te), "test_embeddings": None,
+    }
+    if not te:
+        return out
+    cache = TeacherCache(cache_dir)
+    test_emb = cache.embeddings(model.teacher_id_, [test_s[i] for i in te], teacher.transform)
+    y_test = task.targets(test)[te]
+    if hasattr(teacher, "predict") and not getattr(teacher, "checkpoint", None):
+        pred, probe = teacher.predict([test_s[i] for i in te]), "teacher.predict"
+    elif len(tr) >= 2:
+        train_emb = cache.embeddings(model.teacher_id_, [train_s[i] for i in tr], teacher.transform)
+        ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+        pred, probe = ridge.fit(train_emb, task.targets(train)[tr]).predict(test_emb), "ridge on embeddings"
+    else:
+        return out
+    full = np.full((len(test), test_emb.shape[1]), np.nan, dtype=np.float32)
+    full[te] = test_emb
+    out.update(teacher_mae=float(np.mean(np.abs(pred - y_test))), teacher_probe=probe, test_embeddings=full)
+    return out
+
+
+def _dask_worker() -> str | None:
+    """Address of the Dask worker running this code, or None outside a Dask worker."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return None
+
+
+def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, Any]:
+    from .. import TSRegressor, __version__
+
+    start = time.perf_counter()
+    task = _task(config, spec.task)
+    train_all, test = task.split(spec.fold)
+    train = train_all[fraction_indices(len(train_all), spec.fraction, task=task.name, fold=spec.fold, seed=spec.seed)]
+    kwargs = estimator_kwargs(config, spec.student, spec.teacher, spec.strategy, spec.seed)
+    fit_kwargs: dict[str, Any] = {}
+    n_pretrain = n_excluded = 0
+    if kwargs["teacher"] is not None:
+        fit_kwargs["structures"] = task.structures(train)
+        if spec.strategy == "transfer":
+            library = load_structure_library(str(config.pretrain_library))
+            test_formulas = {reduced_formula(c) for c in task.compositions(test)}
+            pretrain, n_excluded = library.sample(config.pretrain_max, spec.seed, exclude_formulas=test_formulas)
+            fit_kwargs["pretrain_structures"], n_pretrain = [parse_structure(s) for s in pretrain], len(pretrain)
+    y_train, y_test = task.targets(train), task.targets(test)
+    model = TSRegressor(**kwargs)
+    fit_start = time.perf_counter()
+    model.fit(task.compositions(train), y_train, **fit_kwargs)
+    fit_time = time.perf_counter() - fit_start
+    y_pred = model.predict(task.compositions(test))
+    err = y_pred - y_test
+    probe = _teacher_probe(model, task, train, test, config.cache_dir) if model.teacher_ is not None else {}
+    if config.n_embed > 0:
+        pos = sample_positions(len(test), config.n_embed, task=task.name, fold=spec.fold)
+        arrays = dict(ids=np.array(task.ids(test[pos])), y_true=y_test[pos], y_pred=y_pred[pos],
+                      student=model.transform(task.compositions(test[pos])))
+        if probe.get("test_embeddings") is not None:
+            arrays["teacher"] = probe["test_embeddings"][pos]
+        atomic_save_npz(path.with_suffix(".npz"), **arrays)
+    steps = [h["step"] for h in model.history_]
+    result = {
+        "run_id": spec.run_id, "status": "done", **dataclasses.asdict(spec), "task": task.name,
+        "mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))),
+        "dummy_mae": float(np.mean(np.abs(y_test - y_train.mean()))),
+        "n_train": len(train), "n_train_fold": len(train_all), "n_test": len(test),
+        "n_train_with_structure": sum(s is not None for s in fit_kwargs.get("structures", [])),
+        "n_pretrain": n_pretrain, "n_pretrain_excluded_test_formulas": n_excluded,
+        "alpha": float(model.alpha_), "epochs_run": {s: steps.count(s) for s in dict.fromkeys(steps)},
+        "teacher_mae": probe.get("teacher_mae"), "teacher_probe": probe.get("teacher_probe"),
+        "n_teacher_test": probe.get("n_teacher_test"),
+        "teacher_info": {**teacher_provenance(kwargs["teacher"], task.name, kwargs["teacher_params"]),
+                         "teacher_id": model.teacher_id_, "n_teacher_computed": model.n_teacher_computed_,
+                         "structure_source": task.structure_source, "structure_match_rate": task.match_rate,
+                         "pretrain_library": config.pretrain_library if n_pretrain else None},
+        "params": estimator_kwargs(config, spec.student, spec.teacher, spec.strategy, spec.seed, jsonable=True),
+        "history": model.history_,
+        "fit_time_s": fit_time, "wall_time_s": time.perf_counter() - start,
+        "device": str(config.device or "auto"), "host": platform.node(), "pid": os.getpid(),
+        "dask_worker": _dask_worker(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "matbench_ts_version": __version__,
+        "source": task.source,
+    }
+    if config.save_predictions:
+        result["predictions"] = {"ids": task.ids(test), "y_pred": y_pred}
+    return result
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"users": 0, "previous": None}
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads (None: unchanged); the process-wide setting is
+    restored when the last concurrent run (threaded Dask workers) leaves."""
+    if not n:
+        yield
+        return
+    import torch
+
+    with _THREADS_LOCK:
+        if _THREADS_STATE["users"] == 0:
+            _THREADS_STATE["previous"] = torch.get_num_threads()
+        _THREADS_STATE["users"] += 1
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["users"] -= 1
+            if _THREADS_STATE["users"] == 0:
+                torch.set_num_threads(_THREADS_STATE["previous"])
+
+
+def execute_run(spec: RunSpec, config: BenchConfig) -> dict[str, Any]:
+    """Run one grid point unless its result exists; write the result JSON atomically.
+
+    Failures are caught and returned (``status="failed"``, with a ``.failed`` note beside the
+    would-be result) so one bad run does not stop a grid; its rerun is attempted next time.
+    """
+    path = result_path(config, spec)
+    if path.exists():
+        return {"run_id": spec.run_id, "status": "skipped"}
+    failed_note = path.with_suffix(".failed")
+    try:
+        with torch_threads(config.threads):
+            result = _fit_and_score(spec, config, path)
+    except Exception as exc:  # reported in the summary; the grid goes on
+        error = f"{type(exc).__name__}: {exc}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        failed_note.write_text(traceback.format_exc())
+        return {"run_id": spec.run_id, "status": "failed", "error": error}
+    atomic_write_json(path, result)
+    failed_note.unlink(missing_ok=True)
+    return {"run_id": spec.run_id, "status": "done", "mae": result["mae"], "wall_time_s": result["wall_time_s"]}
+
+
+# ----------------------------------------------------------------------------- the grid
+def check_grid(config: BenchConfig, tasks: dict[str, Task]) -> None:
+    """Refuse, before any training, runs that cannot work (missing folds, no teacher structures)."""
+    needs_structures = [s for s in config.strategies if s not in ("baseline", "transfer")]
+    for name, task in tasks.items():
+        missing = sorted(set(config.folds) - set(task.folds))
+        if missing:
+            raise ValueError(f"task {name} has no fold(s) {missing} (folds: {task.folds})")
+        if needs_structures and task.n_with_structure == 0:
+            raise ValueError(
+                f"task {name} has no structures for the teacher (strategies {needs_structures}): give a "
+                "structure library for formula look-up (--structure-library, e.g. the mp2018 file)"
+            )
+
+
+def write_task_info(config: BenchConfig, tasks: dict[str, Task]) -> None:
+    """``out/tasks/<task>.json``: sizes, structure coverage, composition floor, teacher provenance."""
+    for task in tasks.values():
+        info = task.info()
+        info["teachers"] = {
+            t: teacher_provenance(t, task.name, _pick(config.teacher_params, t)) for t in config.teachers
+        }
+        atomic_write_json(Path(config.out) / "tasks" / f"{task.name}.json", info)
+
+
+def run_grid(
+    config: BenchConfig,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> GridSummary:
+    """Run every missing run of ``config``'s grid; return what was done.
+
+    ``on_result`` is called in this process after each finished run (progress hooks; an
+    exception raised there stops the grid, as an interruption would).
+    """
+    prepare_out(config)
+    tasks = {task_name_of(name): _task(config, name) for name in config.tasks}
+    check_grid(config, tasks)
+    write_task_info(config, tasks)
+    specs = build_grid(config)
+    pending = [s for s in specs if not result_path(config, s).exists()]
+    summary = GridSummary(total=len(specs), skipped=len(specs) - len(pending))
+    if not pending:
+        return summary
+    sequential = config.n_jobs == 1 and not config.scheduler
+    run_config = dataclasses.replace(config, verbose=config.verbose if sequential else 0)
+    with contextlib.ExitStack() as stack:
+        n_jobs = config.n_jobs
+        if config.scheduler:
+            from distributed import Client
+
+            client = stack.enter_context(Client(config.scheduler))
+            stack.enter_context(parallel_config(backend="dask"))
+            n_jobs = -1
+            if sum(client.nthreads().values()) == 1:
+                warnings.warn(f"the Dask cluster at {config.scheduler} has a single worker thread: joblib then runs "
+                              "the grid in this process, not on the cluster", stacklevel=2)
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(execute_run)(spec, run_config) for spec in pending
+        )
+        stack.callback(results.close)
+        bar = stack.enter_context(tqdm(total=len(pending), desc="bench", unit="run", disable=config.verbose < 1))
+        for result in results:
+            summary.add(result)
+            bar.update()
+            bar.set_postfix_str(f"{result['run_id']}: {result.get('mae', result.get('error', ''))}"[:80])
+            if on_result is not None:
+                on_result(result)
+    return summary

@@ -1,0 +1,191 @@
+"""``matbench-ts``: benchmark grids, reports and Matbench submissions from the command line.
+
+::
+
+    matbench-ts bench --tasks matbench_perovskites,matbench_log_gvrh --fractions 0.05,0.25,1 \\
+        --strategies baseline,ts,ts-no-step1,step1-only --student crabnet --teacher chgnet \\
+        --folds 0,1,2,3,4 --out runs/perov
+    matbench-ts report runs/perov
+    matbench-ts submit --tasks matbench_steels --strategy baseline --out submission/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def _list(cast: Callable[[str], Any]) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        try:
+            return [cast(item.strip()) for item in text.split(",") if item.strip()]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"bad list {text!r}: {exc}") from None
+
+    return parse
+
+
+def _json_dict(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _alpha(text: str) -> float | str:
+    return text if text == "auto" else float(text)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``bench`` and ``submit``: data, models, training, execution."""
+    data = parser.add_argument_group("data")
+    data.add_argument("--data-dir", help="folder of task files <task>.jsonl.gz (also searched: its matbench_proxy/ and "
+                      "ci/ subfolders); default $MATBENCH_TS_DATA")
+    data.add_argument("--structure-library", help="structure file (composition, structure[, e_form]) for "
+                      "reduced-formula "
+                      "look-up of teacher structures on rows without one (e.g. mp2018_eform_gap.jsonl.gz)")
+    models = parser.add_argument_group("models and training")
+    models.add_argument("--profile", default="auto", choices=["auto", "tiny", "cpu", "gpu"],
+                        help="size/epoch preset: cpu = smaller student, fewer epochs; gpu = CrabNet's published sizes; "
+                        "tiny = smoke tests; auto = gpu when CUDA is present (default)")
+    models.add_argument("--student-params", type=_json_dict, help="JSON overriding the preset student sizes")
+    models.add_argument("--teacher-params", type=_json_dict, help="JSON overriding the teacher parameters")
+    for name, cast in (("epochs", int), ("epochs-step1", int), ("batch-size", int), ("patience", int),
+                       ("learning-rate", float), ("beta", float), ("validation-fraction", float)):
+        models.add_argument(f"--{name}", type=cast, help="overrides the preset")
+    models.add_argument("--alpha", type=_alpha, help="'auto' or a number (overrides the preset)")
+    run = parser.add_argument_group("execution")
+    run.add_argument("--cache-dir", help="teacher embedding cache (default $MATBENCH_TS_CACHE or ~/.cache/matbench_ts)")
+    run.add_argument("--device", help="cuda, cpu... (default: CUDA when present)")
+    run.add_argument("--n-jobs", type=int, default=1, help="parallel runs (joblib; -1 = all cores)")
+    run.add_argument("--scheduler", help="address of a Dask scheduler: runs go to that cluster (joblib Dask backend)")
+    run.add_argument("--threads", type=int, help="torch threads per run (1 is best for many small CPU runs)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("epochs", "epochs_step1", "batch_size", "patience", "learning_rate", "beta", "validation_fraction",
+             "alpha")
+    return dict(
+        profile=args.profile, student_params=args.student_params, teacher_params=args.teacher_params,
+        estimator_params={n: getattr(args, n) for n in names if getattr(args, n) is not None},
+        data_dir=args.data_dir, structure_library=args.structure_library, cache_dir=args.cache_dir,
+        device=args.device, n_jobs=args.n_jobs, scheduler=args.scheduler, threads=args.threads,
+        verbose=0 if args.quiet else 1,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .bench.runner import STRATEGIES
+
+    parser = argparse.ArgumentParser(prog="matbench-ts",
+                                     description="Does the teacher help on my task, and by how much?")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bench = sub.add_parser("bench", help="run a (task x fraction x strategy x fold x seed) grid, resumable",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    bench.add_argument("--tasks", type=_list(str), required=True,
+                       help="task names (local file under --data-dir, else official matbench) or file paths")
+    bench.add_argument("--out", required=True, help="run directory (results, config.json); rerun to resume")
+    bench.add_argument("--fractions", type=_list(float), default=[1.0], help="training fractions (nested subsamples)")
+    bench.add_argument("--strategies", type=_list(str), default=["baseline", "ts"],
+                       help="comma list of: " + ", ".join(f"{k} ({v})" for k, v in STRATEGIES.items()))
+    bench.add_argument("--student", type=_list(str), default=["crabnet"], help="crabnet, roost (comma list)")
+    bench.add_argument("--teacher", type=_list(str), default=["chgnet"], help="chgnet, alignn (comma list)")
+    bench.add_argument("--folds", type=_list(int), default=[0, 1, 2, 3, 4], help="official test folds")
+    bench.add_argument("--seeds", type=_list(int), default=[0], help="seeds (subsample, split, init)")
+    bench.add_argument("--source", default="auto", choices=["auto", "local", "matbench"],
+                       help="local files, the official matbench package, or local when found")
+    bench.add_argument("--pretrain-library", help="step-1 structures of 'transfer' (default --structure-library)")
+    bench.add_argument("--pretrain-max", type=int, default=5000, help="library structures sampled for 'transfer'")
+    bench.add_argument("--no-predictions", action="store_true", help="do not store test predictions in run files")
+    bench.add_argument("--n-embed", type=int, default=500, help="test rows whose embeddings are saved (t-SNE)")
+    _common(bench)
+
+    report = sub.add_parser("report", help="tables (md/csv/json), MAE-vs-fraction plots, t-SNE of a run directory")
+    report.add_argument("run_dir")
+    report.add_argument("--out", help="report folder (default RUN_DIR/report)")
+    report.add_argument("--leaderboard", help="matbench_v0.1_mean_scores.json (default: under the data dir)")
+    report.add_argument("--no-tsne", action="store_true", help="skip the t-SNE maps")
+
+    submit = sub.add_parser("submit", help="official Matbench folds -> results.json.gz + info.json",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    submit.add_argument("--tasks", type=_list(str), required=True, help="official matbench task names")
+    submit.add_argument("--out", required=True, help="submission folder")
+    submit.add_argument("--strategy", default="ts", choices=list(STRATEGIES))
+    submit.add_argument("--student", default="crabnet")
+    submit.add_argument("--teacher", default="chgnet", help="'none' for the baseline")
+    submit.add_argument("--seed", type=int, default=0)
+    submit.add_argument("--authors", default="matbench-ts user", help="info.json authors")
+    submit.add_argument("--algorithm", help="info.json short algorithm name (5-15 characters)")
+    submit.add_argument("--notes", default="", help="info.json free-form notes")
+    _common(submit)
+    return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench.runner import BenchConfig, run_grid
+
+    config = BenchConfig(
+        out=args.out, tasks=args.tasks, fractions=args.fractions, strategies=args.strategies, folds=args.folds,
+        seeds=args.seeds, students=args.student, teachers=args.teacher, source=args.source,
+        pretrain_library=args.pretrain_library, pretrain_max=args.pretrain_max,
+        save_predictions=not args.no_predictions, n_embed=args.n_embed, **_config_kwargs(args),
+    )
+    summary = run_grid(config)
+    print(f"{summary.total} runs: {len(summary.executed)} executed, {summary.skipped} already done, "
+          f"{len(summary.failed)} failed -> {args.out}")
+    for run_id, error in summary.failed.items():
+        print(f"FAILED {run_id}: {error}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .bench.report import write_report
+
+    written = write_report(args.run_dir, out=args.out, leaderboard=args.leaderboard, tsne=not args.no_tsne)
+    readme = next(p for p in written["tables"] if p.name == "README.md")
+    print(readme.read_text())
+    print(f"written: {len(written['tables'])} tables, {len(written['plots'])} plots, "
+          f"{len(written['tsne'])} t-SNE maps in {readme.parent}")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from .bench.submit import make_submission
+
+    paths = make_submission(
+        args.tasks, args.out, strategy=args.strategy, student=args.student,
+        teacher=None if args.teacher.lower() == "none" else args.teacher, seed=args.seed,
+        authors=args.authors, algorithm=args.algorithm, notes=args.notes, **_config_kwargs(args),
+    )
+    from matbench.bench import MatbenchBenchmark
+
+    mb = MatbenchBenchmark.from_file(str(paths["results"]))
+    for task in mb.tasks:
+        mae = task.scores["mae"]
+        print(f"{task.dataset_name}: MAE {mae['mean']:.4g} ± {mae['std']:.2g} over {len(task.folds)} folds")
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``matbench-ts`` command."""
+    args = build_parser().parse_args(argv)
+    from .bench.runner import ConfigMismatchError
+
+    try:
+        return {"bench": _bench, "report": _report, "submit": _submit}[args.command](args)
+    except (ConfigMismatchError, FileNotFoundError, ValueError) as exc:
+        print(f"matbench-ts {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
