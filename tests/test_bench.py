@@ -35,7 +35,6 @@ from matbench_ts.cli import main
 
 DATA = Path(os.environ.get("MATBENCH_TS_DATA", Path(__file__).parents[1] / ".." / "shared" / "data")).resolve()
 CI_FILE = DATA / "ci" / "mp_e_form_300.jsonl.gz"
-pytestmark = pytest.mark.skipif(not CI_FILE.is_file(), reason=f"benchmark data not found under {DATA}")
 
 
 class Interrupt(Exception):
