@@ -148,6 +148,8 @@ class TSRegressor(RegressorMixin, BaseEstimator):
             pretrain = [s for s in parse_structures(pretrain_structures, name="pretrain_structures") if s is not None]
         device = resolve_device(self.device)
         teacher = None if self.teacher is None else make_teacher(self.teacher, self.teacher_params)
+        if hasattr(teacher, "get_params") and teacher.get_params().get("random_state", 0) is None:
+            teacher.set_params(random_state=self.random_state)  # a trained teacher is reproducible too
         with seeded_torch(self.random_state, device):
             student = make_student(self.student, self.student_params)
             student.check_elements(compositions)

@@ -190,3 +190,18 @@ def test_importing_students_leaves_global_rngs_alone():
         "assert (t, n) == (torch.rand(1).item(), np.random.rand()), (t, n)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_random_state_reaches_a_trained_teacher(ci_data, tiny, tmp_path):
+    """ALIGNN without its own random_state gets the estimator's: two cold fits train the same teacher.
+
+    (Its scatter sums run in thread order on CPU, so equal means within float32 round-off.)
+    """
+    params = {k: v for k, v in TINY_ALIGNN.items() if k != "random_state"}
+    embeddings = []
+    for run in ("a", "b"):
+        model = TSRegressor(teacher="alignn", teacher_params=params, **{**tiny, "cache_dir": str(tmp_path / run), "epochs": 2})
+        model.fit(ci_data["X"][:80], ci_data["y"][:80], structures=ci_data["structures"][:80])
+        assert model.teacher_.random_state == 0 and model.n_teacher_computed_ == 80
+        embeddings.append(model.teacher_.transform(ci_data["structures_test"][:10]))
+    np.testing.assert_allclose(embeddings[0], embeddings[1], atol=1e-4)
