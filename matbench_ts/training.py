@@ -78,11 +78,14 @@ def batch_losses(model: StudentWithProjection, rows: Rows, idx: Sequence[int], d
     zero = pred.sum() * 0.0
     emb_loss, n_emb = zero, 0
     if projected is not None and rows.teacher is not None:
-        target_emb = torch.as_tensor(rows.teacher[idx], device=device)
-        has = ~torch.isnan(target_emb[:, 0])
+        teacher = rows.teacher[idx]
+        has = ~np.isnan(teacher[:, 0])  # on the host: no device sync, no masking when every row has one
         n_emb = int(has.sum())
-        if n_emb:
-            emb_loss = ((projected[has] - target_emb[has]) ** 2).mean()
+        if n_emb == len(idx):
+            emb_loss = ((projected - torch.as_tensor(teacher, device=device)) ** 2).mean()
+        elif n_emb:
+            has_t = torch.as_tensor(has, device=device)
+            emb_loss = ((projected[has_t] - torch.as_tensor(teacher[has], device=device)) ** 2).mean()
     target_loss, n_target = zero, 0
     if rows.y is not None:
         y = torch.as_tensor(rows.y[idx], device=device, dtype=pred.dtype)
@@ -133,7 +136,9 @@ def train_step(
     The monitored loss is ``L_target`` when ``beta > 0`` (what we predict), else ``L_emb``.
     Returns the per-epoch history.
     """
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True
+    )
     total = config.alpha + config.beta
     monitor = "target" if config.beta > 0 else "emb"
     best, best_state, since_best, history = np.inf, None, 0, []
@@ -147,7 +152,7 @@ def train_step(
             loss = (config.alpha * emb + config.beta * target) / total
             if not loss.requires_grad:  # a batch with nothing to learn from
                 continue
-            optimizer.zero_grad()
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         val_losses = evaluate(model, val, config.batch_size * 4, device)

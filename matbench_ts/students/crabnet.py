@@ -68,12 +68,12 @@ class CrabNetStudent(Student):
 
     def collate(self, items, device: torch.device) -> tuple[Tensor, Tensor]:
         width = max(len(z) for z, _ in items)
-        src = torch.zeros(len(items), width, dtype=torch.long)
-        frac = torch.zeros(len(items), width)
+        src = np.zeros((len(items), width), dtype=np.int64)
+        frac = np.zeros((len(items), width), dtype=np.float32)
         for i, (z, f) in enumerate(items):
-            src[i, : len(z)] = torch.tensor(z)
-            frac[i, : len(f)] = torch.tensor(f)
-        return src.to(device), frac.to(device)
+            src[i, : len(z)] = z
+            frac[i, : len(f)] = f
+        return torch.from_numpy(src).to(device), torch.from_numpy(frac).to(device)
 
     def embed(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         src, frac = batch

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -10,6 +10,9 @@ from pymatgen.core import Structure
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..device import resolve_device
+
+#: Model batches whose graphs are built ahead at most, per block, when ``n_jobs > 1``.
+GRAPH_BLOCK = 64
 
 
 class CHGNetTeacher(TransformerMixin, BaseEstimator):
@@ -25,15 +28,27 @@ class CHGNetTeacher(TransformerMixin, BaseEstimator):
     depends only on the structure: the cache reuses it across folds and tasks.
     CHGNet was trained on Materials Project energies: as a teacher of MP-derived
     formation-energy tasks it has seen test-set targets (a leaky teacher).
+
+    ``batch_size`` structures go through the model at once (on a CPU, 8-16 is fastest: larger
+    batches make CHGNet's forward pass slower per structure, see ``docs/performance.md``).
+    ``n_jobs > 1`` builds the crystal graphs in that many worker processes (joblib), chunk by
+    chunk, while the model embeds the previous chunk; the graphs, hence the embeddings, are
+    the same as with ``n_jobs=1``.
     """
 
     def __init__(
-        self, model_name: str = "0.3.0", layer: str = "atom", batch_size: int = 64, device: str | None = None
+        self,
+        model_name: str = "0.3.0",
+        layer: str = "atom",
+        batch_size: int = 16,
+        device: str | None = None,
+        n_jobs: int = 1,
     ) -> None:
         self.model_name = model_name
         self.layer = layer
         self.batch_size = batch_size
         self.device = device
+        self.n_jobs = n_jobs
 
     def cache_id(self) -> str:
         """Identity of the embedding function, independent of any training data."""
@@ -56,34 +71,61 @@ class CHGNetTeacher(TransformerMixin, BaseEstimator):
         state.pop("_chgnet", None)  # the weights ship with the chgnet wheel: reload, don't pickle
         return state
 
+    def _graph_chunks(self, model, structures: Sequence[Structure]) -> Iterator[list]:
+        """Crystal graphs of ``structures``, one list per model batch, in order."""
+        bounds = range(0, len(structures), self.batch_size)
+        if self.n_jobs is None or self.n_jobs == 1 or len(structures) <= self.batch_size:
+            for start in bounds:
+                yield _build_graphs(model.graph_converter, structures[start : start + self.batch_size], start)
+            return
+        from joblib import Parallel, delayed
+
+        # Workers build graphs (CPU-bound pymatgen/numpy work) while this process runs the model;
+        # results come back in order, so row numbers in errors and the output order are unchanged.
+        # Blocks of GRAPH_BLOCK batches bound the graphs held in memory: joblib keeps dispatching
+        # work as workers finish, so without blocks every graph of a large set would pile up.
+        converter = model.graph_converter
+        step = self.batch_size * GRAPH_BLOCK
+        with Parallel(n_jobs=self.n_jobs, return_as="generator", batch_size=1) as parallel:
+            for block in range(0, len(structures), step):
+                jobs = (delayed(_build_graphs)(converter, structures[s : s + self.batch_size], s)
+                        for s in range(block, min(block + step, len(structures)), self.batch_size))
+                yield from parallel(jobs)
+
     def transform(self, structures: Sequence[Structure]) -> np.ndarray:
         if self.layer not in ("readout", "atom"):
             raise ValueError(f"layer must be 'readout' or 'atom', got {self.layer!r}")
+        structures = list(structures)
         model = self._model()
         device = next(model.parameters()).device
         captured: list[torch.Tensor] = []
         final_linear = model.mlp.layers[-1]
         hook = final_linear.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0]))
         rows: list[np.ndarray] = []
+        done = 0
         try:
             with torch.no_grad():
-                for start in range(0, len(structures), self.batch_size):
-                    chunk = structures[start : start + self.batch_size]
+                for graphs in self._graph_chunks(model, structures):
                     captured.clear()
-                    pred = model([self._graph(model, s, start + k).to(device) for k, s in enumerate(chunk)],
-                                 task="e", return_atom_feas=True)
+                    pred = model([g.to(device) for g in graphs], task="e", return_atom_feas=True)
                     per_atom = captured[0] if self.layer == "readout" else torch.cat(pred["atom_fea"])
-                    sizes = [len(s) for s in chunk]
+                    sizes = [len(s) for s in structures[done : done + len(graphs)]]
+                    done += len(graphs)
                     rows += [atoms.mean(dim=0).cpu().numpy() for atoms in torch.split(per_atom, sizes)]
         finally:
             hook.remove()
         return np.stack(rows).astype(np.float32)
 
-    @staticmethod
-    def _graph(model, structure: Structure, row: int):
+
+def _build_graphs(converter, chunk: Sequence[Structure], first_row: int) -> list:
+    """CHGNet graphs of ``chunk``; a ValueError names the failing row (``first_row`` + position)."""
+    graphs = []
+    for k, structure in enumerate(chunk):
         try:
-            return model.graph_converter(structure)
+            graphs.append(converter(structure))
         except Exception as exc:
             raise ValueError(
-                f"CHGNet cannot build a graph for structure {row} ({structure.composition.reduced_formula}): {exc}"
+                f"CHGNet cannot build a graph for structure {first_row + k} "
+                f"({structure.composition.reduced_formula}): {exc}"
             ) from None
+    return graphs
