@@ -6,6 +6,7 @@ the offending row so a user can find it in a large table.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,7 +76,9 @@ def parse_structure(item: Any, row: int) -> Structure | None:
         return item
     if isinstance(item, str):
         try:
-            return Structure.from_str(item, fmt="cif")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pymatgen's CIF rounding notices, one per file
+                return Structure.from_str(item, fmt="cif")
         except Exception as exc:
             raise ValueError(f"row {row}: cannot parse structure CIF: {exc}") from None
     if isinstance(item, dict):

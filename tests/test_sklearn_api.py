@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import joblib
 import numpy as np
-import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import Pipeline

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pymatgen.core import Composition, Structure
+
+from ..inputs import parse_structure
 
 #: Environment variable naming the data directory (a folder of task files, or the root of
 #: the shared data with ``matbench_proxy/``, ``ci/``... inside).
@@ -48,19 +49,6 @@ def reduced_formula(item: Any) -> str | None:
     if isinstance(item, Composition):
         return item.reduced_formula
     return _reduced_formula_of(str(item))
-
-
-def parse_structure(item: Any) -> Structure | None:
-    """A Structure from a CIF string, a Structure or a dict; None for missing values."""
-    if item is None or (isinstance(item, float) and math.isnan(item)):
-        return None
-    if isinstance(item, Structure):
-        return item
-    if isinstance(item, dict):
-        return Structure.from_dict(item)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pymatgen's CIF rounding notices, one per file
-        return Structure.from_str(str(item), fmt="cif")
 
 
 def task_name_of(path: str | Path) -> str:
@@ -156,7 +144,7 @@ def load_structure_library(path: str) -> StructureLibrary:
     if "composition" in frame.columns:
         formulas = [reduced_formula(c) for c in frame["composition"]]
     else:
-        formulas = [parse_structure(s).composition.reduced_formula for s in frame["structure"]]
+        formulas = [parse_structure(s, i).composition.reduced_formula for i, s in enumerate(frame["structure"])]
     energy_column = next((c for c in ENERGY_COLUMNS if c in frame.columns), None)
     order = np.arange(len(frame))
     if energy_column is not None:
@@ -213,7 +201,7 @@ class Task:
         out = []
         for row in np.asarray(rows, dtype=int):
             if row not in self._parsed:
-                self._parsed[row] = parse_structure(column[row])
+                self._parsed[row] = parse_structure(column[row], row)
             out.append(self._parsed[row])
         return out
 

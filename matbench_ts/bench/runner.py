@@ -434,7 +434,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
             library = load_structure_library(str(config.pretrain_library))
             test_formulas = {reduced_formula(c) for c in task.compositions(test)}
             pretrain, n_excluded = library.sample(config.pretrain_max, spec.seed, exclude_formulas=test_formulas)
-            fit_kwargs["pretrain_structures"], n_pretrain = [parse_structure(s) for s in pretrain], len(pretrain)
+            fit_kwargs["pretrain_structures"], n_pretrain = [parse_structure(s, i) for i, s in enumerate(pretrain)], len(pretrain)
     y_train, y_test = task.targets(train), task.targets(test)
     model = TSRegressor(**kwargs)
     fit_start = time.perf_counter()
