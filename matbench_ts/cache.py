@@ -31,7 +31,8 @@ def structure_key(structure: Structure) -> str:
 class TeacherCache:
     """Embeddings (one entry per structure) and fitted teachers, in ``directory``."""
 
-    def __init__(self, directory: str | Path | None = None) -> None:
+    def __init__(self, directory: str | Path | None = None, chunk_size: int = 2048) -> None:
+        self.chunk_size = chunk_size  # structures per teacher call; each chunk is stored when done
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self._store = diskcache.Cache(str(self.directory / "embeddings"), size_limit=2**36)
         self.computed = 0  # structures embedded by the teacher since creation (for tests and reports)
@@ -46,12 +47,14 @@ class TeacherCache:
         keys = [f"{teacher_id}/{structure_key(s)}" for s in structures]
         found = {k: self._store.get(k) for k in dict.fromkeys(keys)}
         missing = [k for k, v in found.items() if v is None]
-        if missing:
-            first = {k: i for i, k in reversed(list(enumerate(keys)))}
-            new = compute([structures[first[k]] for k in missing])
-            self.computed += len(missing)
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        # Stored chunk by chunk: an interrupted call keeps what it computed.
+        for start in range(0, len(missing), self.chunk_size):
+            chunk = missing[start : start + self.chunk_size]
+            new = compute([structures[first[k]] for k in chunk])
+            self.computed += len(chunk)
             with self._store.transact():
-                for key, row in zip(missing, np.asarray(new, dtype=np.float32)):
+                for key, row in zip(chunk, np.asarray(new, dtype=np.float32)):
                     self._store.set(key, row)
                     found[key] = row
         return np.stack([found[k] for k in keys])

@@ -6,6 +6,7 @@
         --strategies baseline,ts,ts-no-step1,step1-only --student crabnet --teacher chgnet \\
         --folds 0,1,2,3,4 --out runs/perov
     matbench-ts report runs/perov
+    matbench-ts embed --tasks matbench_dielectric --teacher chgnet   # warm the teacher cache first
     matbench-ts submit --tasks matbench_steels --strategy baseline --out submission/
 """
 
@@ -109,10 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     _common(bench)
 
     report = sub.add_parser("report", help="tables (md/csv/json), MAE-vs-fraction plots, t-SNE of a run directory")
-    report.add_argument("run_dir")
-    report.add_argument("--out", help="report folder (default RUN_DIR/report)")
+    report.add_argument("run_dir", nargs="+", help="run directories (several are reported together)")
+    report.add_argument("--out", help="report folder (default: the first RUN_DIR/report)")
     report.add_argument("--leaderboard", help="matbench_v0.1_mean_scores.json (default: under the data dir)")
     report.add_argument("--no-tsne", action="store_true", help="skip the t-SNE maps")
+
+    embed = sub.add_parser("embed", help="compute a frozen teacher's embeddings of whole tasks into the cache "
+                           "(before a parallel grid)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    embed.add_argument("--tasks", type=_list(str), required=True, help="task names or file paths")
+    embed.add_argument("--teacher", default="chgnet", help="a frozen teacher (chgnet)")
+    embed.add_argument("--teacher-params", type=_json_dict, help="JSON teacher parameters (e.g. n_jobs, layer)")
+    embed.add_argument("--data-dir", help="as for bench (default $MATBENCH_TS_DATA)")
+    embed.add_argument("--source", default="auto", choices=["auto", "local", "matbench"])
+    embed.add_argument("--structure-library", help="formula look-up for rows without a structure")
+    embed.add_argument("--cache-dir", help="default $MATBENCH_TS_CACHE or ~/.cache/matbench_ts")
 
     submit = sub.add_parser("submit", help="official Matbench folds -> results.json.gz + info.json",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -157,6 +168,17 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed(args: argparse.Namespace) -> int:
+    from .bench.embed import embed_tasks
+
+    done = embed_tasks(args.tasks, args.teacher, args.teacher_params, data_dir=args.data_dir, source=args.source,
+                       structure_library=args.structure_library, cache_dir=args.cache_dir)
+    for task, d in done.items():
+        print(f"{task}: {d['n_structures']} structures, {d['n_computed']} computed by {d['teacher_id']} "
+              f"in {d['seconds']} s")
+    return 0
+
+
 def _submit(args: argparse.Namespace) -> int:
     from .bench.submit import make_submission
 
@@ -181,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .bench.runner import ConfigMismatchError
 
     try:
-        return {"bench": _bench, "report": _report, "submit": _submit}[args.command](args)
+        return {"bench": _bench, "report": _report, "embed": _embed, "submit": _submit}[args.command](args)
     except (ConfigMismatchError, FileNotFoundError, ValueError) as exc:
         print(f"matbench-ts {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -327,3 +327,56 @@ def test_submit_official_matbench_steels(tmp_path, cache_dir, monkeypatch):
     assert "notes" in info and 5 <= len(info["algorithm"]) <= 15 and info["authors"] == "Test Author"
     assert any(r.startswith("matbench==") for r in info["requirements"]["python"])
     assert "make_submission" in paths["source"].read_text()
+
+
+# ----------------------------------------------------------------------------- evidence helpers
+def test_mp2018_tasks_share_one_seeded_80_20_split():
+    e_form, gap = load_task("mp2018_e_form", str(DATA)), load_task("mp2018_band_gap", str(DATA))
+    raw = pd.read_json(DATA / "mp2018" / "mp2018_eform_gap.jsonl.gz", lines=True)
+    assert len(e_form.frame) == len(raw) and e_form.folds == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(e_form.frame["fold"], gap.frame["fold"])
+    train, test = e_form.split(0)
+    assert abs(len(test) / len(raw) - 0.2) < 1e-3 and len(train) + len(test) == len(raw)
+    np.testing.assert_array_equal(e_form.targets(test), raw["e_form"].to_numpy()[test])
+    np.testing.assert_array_equal(gap.targets(test), raw["band_gap"].to_numpy()[test])
+    assert teacher_provenance("chgnet", "mp2018_e_form")["leaky"] is True
+    assert teacher_provenance("chgnet", "mp2018_band_gap")["leaky"] is False
+
+
+def test_transfer_fold_pretrains_on_the_whole_training_fold(tmp_path, cache_dir):
+    config = tiny_config(tmp_path / "tf", cache_dir, fractions=[0.25], strategies=["transfer-fold"], folds=[2],
+                         n_embed=0)
+    summary = run_grid(config)
+    assert not summary.failed, summary.failed
+    (path,) = result_files(tmp_path / "tf")
+    r = json.loads(path.read_text())
+    assert r["n_train"] == 60 and r["n_pretrain"] == r["n_train_fold"] == 240
+    assert r["epochs_run"]["step 1"] > 0 and np.isfinite(r["mae"])
+
+
+def test_embed_command_fills_the_cache_for_the_runs(tmp_path, capsys):
+    cache = str(tmp_path / "cache")
+    args = ["embed", "--tasks", str(CI_FILE), "--teacher", "chgnet", "--cache-dir", cache]
+    assert main(args) == 0
+    assert "300 structures, 300 computed by chgnet-0.3.0-atom" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "300 structures, 0 computed" in capsys.readouterr().out
+    config = tiny_config(tmp_path / "warm", cache, fractions=[1.0], strategies=["ts"], folds=[1], n_embed=0)
+    run_grid(config)
+    (path,) = result_files(tmp_path / "warm")
+    assert json.loads(path.read_text())["teacher_info"]["n_teacher_computed"] == 0
+    assert main(["embed", "--tasks", str(CI_FILE), "--teacher", "alignn", "--cache-dir", cache]) == 2
+
+
+def test_report_merges_run_directories_and_keeps_alpha_sweeps_apart(grid, tmp_path, cache_dir):
+    sweep = tiny_config(tmp_path / "sweep", cache_dir, strategies=["ts"], fractions=[1.0], n_embed=0,
+                        estimator_params=dict(epochs=15, epochs_step1=5, alpha=0.5))
+    run_grid(sweep)
+    write_report([grid["out"], tmp_path / "sweep"], out=tmp_path / "merged", tsne=False)
+    table = pd.read_csv(tmp_path / "merged" / "mp_e_form_300.csv")
+    assert set(table["strategy"]) == {"baseline", "ts", "ts alpha=0.5"}
+    swept = table[table["strategy"] == "ts alpha=0.5"].iloc[0]
+    assert swept.n_runs == 2 and swept.alpha_mean == 0.5 and np.isfinite(swept.gain_vs_baseline)
+    assert (table["fit_time_s"] > 0).all()
+    with pytest.raises(ValueError, match="same run is in two run directories"):
+        write_report([grid["out"], grid["out"]], out=tmp_path / "dup", tsne=False)

@@ -205,3 +205,23 @@ def test_random_state_reaches_a_trained_teacher(ci_data, tiny, tmp_path):
         assert model.teacher_.random_state == 0 and model.n_teacher_computed_ == 80
         embeddings.append(model.teacher_.transform(ci_data["structures_test"][:10]))
     np.testing.assert_allclose(embeddings[0], embeddings[1], atol=1e-4)
+
+
+def test_cache_keeps_chunks_computed_before_an_interruption(ci_data, tmp_path):
+    from matbench_ts.cache import TeacherCache
+
+    structures = ci_data["structures"][:5]
+    calls = []
+
+    def compute(chunk):
+        calls.append(len(chunk))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return np.ones((len(chunk), 3))
+
+    with TeacherCache(tmp_path, chunk_size=2) as cache, pytest.raises(KeyboardInterrupt):
+        cache.embeddings("t", structures, compute)
+    with TeacherCache(tmp_path, chunk_size=2) as cache:
+        emb = cache.embeddings("t", structures, lambda chunk: np.zeros((len(chunk), 3)))
+        assert cache.computed == 1  # the first two chunks (4 structures) survived
+    np.testing.assert_array_equal(emb[:, 0], [1, 1, 1, 1, 0])

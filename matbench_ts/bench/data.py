@@ -27,10 +27,13 @@ from ..inputs import parse_structure
 #: the shared data with ``matbench_proxy/``, ``ci/``... inside).
 DATA_ENV = "MATBENCH_TS_DATA"
 TASK_SUFFIXES = (".jsonl.gz", ".jsonl", ".json.gz", ".json", ".csv.gz", ".csv", ".parquet")
-TASK_SUBDIRS = ("", "matbench_proxy", "ci", "tasks")
+TASK_SUBDIRS = ("", "matbench_proxy", "ci", "tasks", "mp2018")
 REQUIRED_COLUMNS = ("id", "composition", "target", "fold")
 #: Library columns ranked as "energy" when choosing among polymorphs (lowest wins).
 ENERGY_COLUMNS = ("e_form", "formation_energy_per_atom", "energy_per_atom", "e_above_hull", "target")
+#: Tasks made from the MP 2018 file (one file, two targets): task name -> target column.
+MP2018_TASKS = {"mp2018_e_form": "e_form", "mp2018_band_gap": "band_gap"}
+MP2018_FILE = "mp2018_eform_gap"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -289,6 +292,27 @@ def attach_library(task: Task, library: StructureLibrary) -> Task:
     return Task(task.name, frame, task.source, task.input_type, source, n_found / int(missing.sum()))
 
 
+def load_mp2018_task(name: str, data_dir: str | Path | None = None) -> Task:
+    """``mp2018_e_form`` or ``mp2018_band_gap`` from ``mp2018_eform_gap.jsonl.gz``.
+
+    The file has no folds: rows get one seeded assignment to five folds of 20 %, the same for
+    both targets, so fold 0 is *the* fixed seeded 80/20 split and folds 1-4 are its repeats.
+    """
+    path = find_task_file(MP2018_FILE, data_dir)
+    if path is None:
+        searched = [str(d) for d in data_dirs(data_dir)] or ["(no --data-dir and no $MATBENCH_TS_DATA)"]
+        raise FileNotFoundError(f"no {MP2018_FILE} file for task {name!r}; searched {searched}")
+    raw = read_table(path)
+    frame = pd.DataFrame({
+        "id": raw["id"].astype(str), "composition": raw["composition"].astype(str),
+        "target": pd.to_numeric(raw[MP2018_TASKS[name]], errors="raise").astype(float),
+        "fold": np.random.default_rng(_seed(0, MP2018_FILE)).permutation(len(raw)) % 5,
+        "structure": raw["structure"].astype(object),
+    })
+    frame = frame[np.isfinite(frame["target"])].reset_index(drop=True)
+    return Task(name, frame, f"file:{Path(path).resolve()}", "structure", "task")
+
+
 @lru_cache(maxsize=8)
 def load_task(
     name: str,
@@ -306,7 +330,9 @@ def load_task(
     if source not in ("auto", "local", "matbench"):
         raise ValueError(f"source must be 'auto', 'local' or 'matbench', got {source!r}")
     path = find_task_file(name, data_dir) if source != "matbench" else None
-    if path is not None:
+    if path is None and name in MP2018_TASKS:
+        task = load_mp2018_task(name, data_dir)
+    elif path is not None:
         task = load_local_task(path, task_name_of(name) if Path(name).is_file() else name)
     elif source == "local":
         searched = [str(d) for d in data_dirs(data_dir)] or ["(no --data-dir and no $MATBENCH_TS_DATA)"]

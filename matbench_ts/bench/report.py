@@ -30,32 +30,59 @@ COMPOSITION_ONLY_MARKERS = ("crabnet", "_composition", "roost")
 TABLE_COLUMNS = [
     "task", "student", "teacher", "strategy", "fraction", "n_runs", "n_train", "mae_mean", "mae_std",
     "rmse_mean", "dummy_mae", "alpha_mean", "baseline_mae", "gain_vs_baseline", "teacher_mae",
-    "composition_floor", "gap_closed", "leaky", "leaderboard_crabnet", "leaderboard_best_composition",
+    "composition_floor", "gap_closed", "leaky", "fit_time_s", "leaderboard_crabnet", "leaderboard_best_composition",
     "leaderboard_best_composition_name",
 ]
 
 
 # ----------------------------------------------------------------------------- loading
-def load_results(run_dir: str | Path) -> pd.DataFrame:
-    """One row per finished run (the scalar fields of each ``runs/**/*.json``)."""
+def strategy_label(d: dict[str, Any]) -> str:
+    """The run's strategy, with its alpha when fixed by hand (``ts alpha=0.3``): alpha sweeps stay apart."""
+    alpha = (d.get("params") or {}).get("alpha", "auto")
+    if d["strategy"] in ("baseline", "step1-only") or alpha == "auto":
+        return d["strategy"]
+    return f"{d['strategy']} alpha={alpha:g}"
+
+
+def _run_dirs(run_dir: str | Path | Sequence[str | Path]) -> list[Path]:
+    return [Path(run_dir)] if isinstance(run_dir, (str, Path)) else [Path(d) for d in run_dir]
+
+
+def load_results(run_dir: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+    """One row per finished run (the scalar fields of each ``runs/**/*.json``) of one or more
+    run directories; a run present in two of them is an error."""
     rows = []
-    for path in sorted(Path(run_dir, "runs").rglob("*.json")):
+    for path in sorted(p for d in _run_dirs(run_dir) for p in Path(d, "runs").rglob("*.json")):
         d = json.loads(path.read_text())
         if d.get("status") != "done":
             continue
         rows.append({
             "task": d["task"], "student": d["student"], "teacher": d["teacher"] or "none",
-            "strategy": d["strategy"], "fraction": d["fraction"], "fold": d["fold"], "seed": d["seed"],
+            "strategy": strategy_label(d), "fraction": d["fraction"], "fold": d["fold"], "seed": d["seed"],
             "mae": d["mae"], "rmse": d["rmse"], "dummy_mae": d["dummy_mae"], "n_train": d["n_train"],
             "alpha": d["alpha"], "teacher_mae": np.nan if d.get("teacher_mae") is None else d["teacher_mae"],
-            "leaky": d["teacher_info"].get("leaky"), "wall_time_s": d["wall_time_s"], "path": str(path),
+            "leaky": d["teacher_info"].get("leaky"), "wall_time_s": d["wall_time_s"],
+            "fit_time_s": d.get("fit_time_s", np.nan), "path": str(path),
         })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        key = ["task", "student", "teacher", "strategy", "fraction", "fold", "seed"]
+        dup = frame[frame.duplicated(key, keep=False)]
+        if len(dup):
+            raise ValueError("the same run is in two run directories: " + ", ".join(dup["path"].head(4)))
+    return frame
 
 
-def load_task_info(run_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """``tasks/<task>.json`` written by the runner (floor, structure coverage, provenance)."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(run_dir, "tasks").glob("*.json"))}
+def load_task_info(run_dir: str | Path | Sequence[str | Path]) -> dict[str, dict[str, Any]]:
+    """``tasks/<task>.json`` written by the runner (floor, structure coverage, provenance);
+    the teachers of a task seen in several run directories are merged."""
+    info: dict[str, dict[str, Any]] = {}
+    for d in _run_dirs(run_dir):
+        for p in sorted(Path(d, "tasks").glob("*.json")):
+            new = json.loads(p.read_text())
+            old = info.setdefault(p.stem, new)
+            old["teachers"] = {**new.get("teachers", {}), **old.get("teachers", {})}
+    return info
 
 
 def find_leaderboard(run_dir: str | Path | None = None) -> Path | None:
@@ -93,7 +120,7 @@ def summarize(
     table = results.groupby(keys, dropna=False).agg(
         n_runs=("mae", "size"), n_train=("n_train", "mean"), mae_mean=("mae", "mean"), mae_std=("mae", std),
         rmse_mean=("rmse", "mean"), dummy_mae=("dummy_mae", "mean"), alpha_mean=("alpha", "mean"),
-        teacher_mae=("teacher_mae", "mean"), leaky=("leaky", "first"),
+        teacher_mae=("teacher_mae", "mean"), leaky=("leaky", "first"), fit_time_s=("fit_time_s", "mean"),
     ).reset_index()
     base = table[table["strategy"] == "baseline"][["task", "student", "fraction", "mae_mean"]]
     base = base.rename(columns={"mae_mean": "baseline_mae"})
@@ -135,7 +162,7 @@ def task_markdown(task: str, table: pd.DataFrame, info: dict[str, Any], plots: S
         "MAE": [f"{m:.4g} ± {s:.2g}" for m, s in zip(t["mae_mean"], t["mae_std"])],
         "gain vs baseline": [_fmt(100 * g, 3) + " %" if np.isfinite(g) else "" for g in t["gain_vs_baseline"]],
         "teacher MAE": t["teacher_mae"], "gap closed": t["gap_closed"], "alpha": t["alpha_mean"],
-        "runs": t["n_runs"], "leaky teacher": t["leaky"].map({True: "yes", False: "no"}).fillna("?"),
+        "fit s": t["fit_time_s"].round(), "runs": t["n_runs"], "leaky teacher": t["leaky"].map({True: "yes", False: "no"}).fillna("?"),
     })
     lines = [f"# {task}", ""]
     if info:
@@ -210,16 +237,19 @@ def _tsne(x: np.ndarray, seed: int = 0) -> np.ndarray:
         return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
 
 
-def tsne_inputs(run_dir: Path, task: str, student: str, teacher: str) -> dict[str, Any] | None:
+def tsne_inputs(
+    run_dir: Path | Sequence[Path], task: str, student: str, teacher: str
+) -> dict[str, Any] | None:
     """Saved test-row embeddings of the baseline and the T-S student of one fold (largest
     fraction where both exist), with the teacher's; None when not available."""
-    root = run_dir / "runs" / task
-    base_dir, ts_dir = root / f"{student}__none" / "baseline", root / f"{student}__{teacher}"
+    roots = [Path(d) / "runs" / task for d in _run_dirs(run_dir)]
     candidates = []
-    for strategy in ("ts", "ts-no-step1", "step1-only", "transfer"):
-        for ts_file in sorted((ts_dir / strategy).glob("*.npz")):
-            base_file = base_dir / ts_file.name
-            if base_file.exists():
+    for strategy in ("ts", "ts-no-step1", "step1-only", "transfer", "transfer-fold"):
+        ts_files = sorted(f for r in roots for f in (r / f"{student}__{teacher}" / strategy).glob("*.npz"))
+        for ts_file in ts_files:
+            base_file = next((r / f"{student}__none" / "baseline" / ts_file.name for r in roots
+                              if (r / f"{student}__none" / "baseline" / ts_file.name).exists()), None)
+            if base_file is not None:
                 frac = float(ts_file.stem.split("_")[0][len("frac"):])
                 candidates.append((-frac, strategy != "ts", ts_file.name, strategy, base_file, ts_file))
     if not candidates:
@@ -232,7 +262,7 @@ def tsne_inputs(run_dir: Path, task: str, student: str, teacher: str) -> dict[st
             "ts": ts["student"], "teacher": ts["teacher"]}
 
 
-def plot_tsne(run_dir: Path, task: str, student: str, teacher: str, path: Path) -> Path | None:
+def plot_tsne(run_dir: Path | Sequence[Path], task: str, student: str, teacher: str, path: Path) -> Path | None:
     """Three t-SNE panels (student baseline, student T-S, teacher), coloured by target."""
     data = tsne_inputs(run_dir, task, student, teacher)
     if data is None:
@@ -265,22 +295,23 @@ def plot_tsne(run_dir: Path, task: str, student: str, teacher: str, path: Path) 
 
 # ----------------------------------------------------------------------------- entry point
 def write_report(
-    run_dir: str | Path,
+    run_dir: str | Path | Sequence[str | Path],
     out: str | Path | None = None,
     leaderboard: str | Path | None = None,
     tsne: bool = True,
 ) -> dict[str, list[Path]]:
     """Write ``<task>.md/.csv/.json``, ``<task>_mae_vs_fraction.png``, ``<task>_tsne_*.png`` and
-    ``README.md``/``summary.csv`` (all tasks) into ``out`` (default ``<run_dir>/report``)."""
-    run_dir = Path(run_dir)
-    results = load_results(run_dir)
+    ``README.md``/``summary.csv`` (all tasks) into ``out`` (default ``<first run_dir>/report``).
+    Several run directories are reported together (grids with different settings)."""
+    run_dirs = _run_dirs(run_dir)
+    results = load_results(run_dirs)
     if results.empty:
-        raise ValueError(f"no finished runs under {run_dir / 'runs'}")
-    out = Path(out) if out is not None else run_dir / "report"
+        raise ValueError(f"no finished runs under {[str(d / 'runs') for d in run_dirs]}")
+    out = Path(out) if out is not None else run_dirs[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
-    board_path = Path(leaderboard) if leaderboard else find_leaderboard(run_dir)
+    board_path = Path(leaderboard) if leaderboard else next(filter(None, map(find_leaderboard, run_dirs)), None)
     board = json.loads(board_path.read_text()) if board_path else {}
-    info = load_task_info(run_dir)
+    info = load_task_info(run_dirs)
     table = summarize(results, info, board)
     written: dict[str, list[Path]] = {"tables": [], "plots": [], "tsne": []}
     pages = []
@@ -294,7 +325,7 @@ def write_report(
         if tsne:
             pairs = t[t["teacher"] != "none"][["student", "teacher"]].drop_duplicates().itertuples(index=False)
             for student, teacher in pairs:
-                p = plot_tsne(run_dir, task, student, teacher, out / f"{task}_tsne_{student}_{teacher}.png")
+                p = plot_tsne(run_dirs, task, student, teacher, out / f"{task}_tsne_{student}_{teacher}.png")
                 if p is not None:
                     plots.append(p)
                     written["tsne"].append(p)

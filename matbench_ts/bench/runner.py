@@ -49,6 +49,8 @@ STRATEGIES: dict[str, str] = {
     "ts-no-step1": "step 2 only (epochs_step1=0)",
     "step1-only": "step 1, then a target-only fine-tune (alpha=0)",
     "transfer": "step 1 on a structure library (pretrain_structures), then step 2",
+    "transfer-fold": "step 1 on every structure of the training fold (targets of rows outside the fraction "
+                     "unused), then step 2",
 }
 STUDENTS = ("crabnet", "roost")
 TEACHERS = ("chgnet", "alignn")
@@ -435,6 +437,9 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
             test_formulas = {reduced_formula(c) for c in task.compositions(test)}
             pretrain, n_excluded = library.sample(config.pretrain_max, spec.seed, exclude_formulas=test_formulas)
             fit_kwargs["pretrain_structures"], n_pretrain = [parse_structure(s, i) for i, s in enumerate(pretrain)], len(pretrain)
+        elif spec.strategy == "transfer-fold":  # unlabelled structures of the whole training fold
+            pretrain = [s for s in task.structures(train_all) if s is not None]
+            fit_kwargs["pretrain_structures"], n_pretrain = pretrain, len(pretrain)
     y_train, y_test = task.targets(train), task.targets(test)
     model = TSRegressor(**kwargs)
     fit_start = time.perf_counter()

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The runs behind docs/results.md (issue 4), phase by phase. Every phase is resumable: rerun it
+# and finished runs are skipped. Usage: bash benchmarks/evidence.sh PHASE... (default: all, in order)
+# Needs the offline data: MATBENCH_TS_DATA (default ../shared/data).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MATBENCH_TS_DATA=${MATBENCH_TS_DATA:-$(realpath ../shared/data)}
+export MATMINER_DATA=${MATMINER_DATA:-$MATBENCH_TS_DATA/matminer} OMP_WAIT_POLICY=PASSIVE
+MP2018=$MATBENCH_TS_DATA/mp2018/mp2018_eform_gap.jsonl.gz
+OUT=benchmarks/results/evidence
+MTS=${MTS:-.venv/bin/matbench-ts}
+# One configuration for every task: the cpu profile (CrabNet d_model 128 N 2, Roost 32x2, 150 epochs,
+# step 1 50 epochs, early stopping on a 10% validation split of the training rows, alpha auto).
+bench() { "$MTS" bench --profile cpu --structure-library "$MP2018" --n-jobs 2 --threads 1 -q --out "$OUT" "$@"; }
+SMALL=matbench_dielectric,matbench_phonons,matbench_jdft2d
+HEAD=matbench_log_gvrh,matbench_perovskites
+
+phase_embed() {  # CHGNet embeddings of every structure, once (the runs then only read the cache)
+  "$MTS" embed --teacher chgnet --teacher-params '{"n_jobs": 2}' --structure-library "$MP2018" \
+    --tasks $SMALL,$HEAD,matbench_expt_gap,mp2018_e_form
+}
+phase_small() {
+  bench --tasks $SMALL --fractions 0.05,0.25 --strategies baseline,ts,ts-no-step1 --student crabnet --teacher chgnet
+}
+phase_transfer() {  # step 1 on 5000 mp2018 structures (test-fold formulas excluded) / on the whole training fold
+  bench --tasks $HEAD --fractions 0.05 --strategies transfer,transfer-fold --student crabnet --teacher chgnet
+}
+phase_full_gvrh() {
+  bench --tasks matbench_log_gvrh --fractions 1 --strategies baseline,ts --student crabnet --teacher chgnet --folds 0,1,2
+}
+phase_quarter() {
+  bench --tasks $HEAD --fractions 0.25 --strategies baseline,ts --student crabnet --teacher chgnet
+}
+phase_mp2018() {  # fold 0 = the fixed seeded 80/20 split
+  bench --tasks mp2018_e_form,mp2018_band_gap --fractions 0.05,0.25 --strategies baseline,ts,ts-no-step1 \
+    --student crabnet --teacher chgnet --folds 0
+}
+phase_small_full() {
+  bench --tasks $SMALL --fractions 1 --strategies baseline,ts,ts-no-step1 --student crabnet --teacher chgnet
+}
+phase_expt_gap() {  # teacher structures by formula look-up in mp2018 (53% of rows found)
+  bench --tasks matbench_expt_gap --fractions 0.05,0.25,1 --strategies baseline,ts --student crabnet --teacher chgnet
+}
+phase_steels() {  # no steel composition is in mp2018: the teacher has nothing to teach, baseline only
+  bench --tasks matbench_steels --fractions 0.05,0.25,1 --strategies baseline --student crabnet --teacher chgnet
+}
+phase_full_perov() {
+  bench --tasks matbench_perovskites --fractions 1 --strategies baseline,ts --student crabnet --teacher chgnet --folds 0,1,2
+}
+phase_alignn() {  # ALIGNN trained inside each fit on the training rows only (leak-free)
+  bench --tasks matbench_perovskites,matbench_phonons --fractions 0.05 --strategies ts --student crabnet \
+    --teacher alignn --folds 0,1,2
+}
+phase_roost() {
+  bench --tasks $SMALL --fractions 0.05,0.25 --strategies baseline,ts --student roost --teacher chgnet
+}
+phase_report() {
+  "$MTS" report benchmarks/results/ts_5pct_chgnet "$OUT" --out docs/results
+}
+
+PHASES=(embed small transfer full_gvrh quarter mp2018 small_full expt_gap steels full_perov alignn roost report)
+for phase in "${@:-${PHASES[@]}}"; do
+  echo "=== phase $phase ($(date +%H:%M:%S))"
+  "phase_$phase"
+done
