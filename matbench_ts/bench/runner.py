@@ -153,8 +153,8 @@ class BenchConfig:
                 raise ValueError(f"unknown {kind}(s) {names}; choose from {list(known)}")
         if any(s != "baseline" for s in self.strategies) and not self.teachers:
             raise ValueError(f"strategies {self.strategies} need a teacher")
+        self.pretrain_library = self.pretrain_library or self.structure_library
         if "transfer" in self.strategies:
-            self.pretrain_library = self.pretrain_library or self.structure_library
             if not self.pretrain_library:
                 raise ValueError(
                     "strategy 'transfer' needs a structure library (--pretrain-library or --structure-library)"

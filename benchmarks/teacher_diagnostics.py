@@ -1,0 +1,87 @@
+"""What can a composition-only student learn from the teacher? A diagnostic per task.
+
+For each task and training fraction (official folds, the harness's nested fractions), ridge probes
+on the frozen CHGNet embeddings (read from the teacher cache: run ``matbench-ts embed`` first):
+
+* ``probe_structure``: ridge on each row's own teacher embedding (the teacher's MAE in the reports);
+* ``probe_formula_mean``: ridge on the mean teacher embedding of the row's reduced formula (over all
+  rows of the task). This is the most a student could take from the teacher: a composition model
+  can only map a formula to one embedding, so polymorph-specific knowledge is out of its reach.
+  (An upper bound for a diagnosis, not a result: the mean includes test rows' structures.)
+* ``composition_floor``: MAE of the median target per reduced formula over all rows of the task (as
+  in the reports: test rows are a sample of all rows, and a polymorph's twin is often in another fold);
+* ``dummy``: MAE of the training mean.
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/teacher_diagnostics.py \\
+        --tasks matbench_log_gvrh,matbench_perovskites,matbench_dielectric,matbench_phonons,matbench_jdft2d \\
+        --out benchmarks/results/teacher_diagnostics.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from matbench_ts.bench.data import composition_floor, fraction_indices, load_task, reduced_formula
+from matbench_ts.cache import TeacherCache
+from matbench_ts.teachers.chgnet import CHGNetTeacher
+
+
+def ridge_mae(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
+    ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+    return float(np.mean(np.abs(ridge.fit(x_train, y_train).predict(x_test) - y_test)))
+
+
+def diagnose(task_name: str, fractions: list[float], folds: list[int], data_dir: str | None) -> list[dict]:
+    task = load_task(task_name, data_dir)
+    rows_with = np.flatnonzero(task.frame["structure"].notna().to_numpy())
+    teacher = CHGNetTeacher()
+    with TeacherCache() as cache:
+        emb = cache.embeddings(teacher.cache_id(), task.structures(rows_with), teacher.fit([]).transform)
+    formulas = pd.Series([reduced_formula(c) for c in task.compositions(rows_with)])
+    mean_emb = pd.DataFrame(emb).groupby(formulas.to_numpy()).transform("mean").to_numpy()
+    y = task.targets(rows_with)
+    fold_of = task.frame["fold"].to_numpy()[rows_with]
+    floor = composition_floor(task.frame["composition"], task.frame["target"])
+    out = []
+    for fold in folds:
+        train_all, test = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
+        for fraction in fractions:
+            train = train_all[fraction_indices(len(train_all), fraction, task=task.name, fold=fold, seed=0)]
+            out.append(dict(
+                task=task.name, fold=fold, fraction=fraction, n_train=len(train),
+                probe_structure=ridge_mae(emb[train], y[train], emb[test], y[test]),
+                probe_formula_mean=ridge_mae(mean_emb[train], y[train], mean_emb[test], y[test]),
+                composition_floor=floor,
+                dummy=float(np.mean(np.abs(y[test] - y[train].mean()))),
+            ))
+            print(out[-1], flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", required=True)
+    parser.add_argument("--fractions", default="0.05,0.25,1")
+    parser.add_argument("--folds", default="0,1,2,3,4")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--out", default="benchmarks/results/teacher_diagnostics.csv")
+    args = parser.parse_args()
+    rows = []
+    for name in args.tasks.split(","):
+        rows += diagnose(name, [float(f) for f in args.fractions.split(",")],
+                         [int(f) for f in args.folds.split(",")], args.data_dir)
+    table = pd.DataFrame(rows)
+    table.to_csv(args.out, index=False)
+    summary = table.groupby(["task", "fraction"])[["probe_structure", "probe_formula_mean", "composition_floor",
+                                                   "dummy"]].mean()
+    print(summary.round(4).to_string())
+
+
+if __name__ == "__main__":
+    main()
