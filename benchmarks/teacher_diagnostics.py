@@ -10,7 +10,9 @@ on the frozen CHGNet embeddings (read from the teacher cache: run ``matbench-ts 
   (An upper bound for a diagnosis, not a result: the mean includes test rows' structures.)
 * ``composition_floor``: MAE of the median target per reduced formula over all rows of the task (as
   in the reports: test rows are a sample of all rows, and a polymorph's twin is often in another fold);
-* ``dummy``: MAE of the training mean.
+* ``dummy``: MAE of the training mean;
+* ``emb_variance_formula``: share of the (standardised) teacher embedding's variance that lies between
+  formulas, i.e. that a composition model can fit at all; the rest is polymorph-to-polymorph variance.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/teacher_diagnostics.py \\
         --tasks matbench_log_gvrh,matbench_perovskites,matbench_dielectric,matbench_phonons,matbench_jdft2d \\
@@ -48,6 +50,9 @@ def diagnose(task_name: str, fractions: list[float], folds: list[int], data_dir:
     y = task.targets(rows_with)
     fold_of = task.frame["fold"].to_numpy()[rows_with]
     floor = composition_floor(task.frame["composition"], task.frame["target"])
+    z = (emb - emb.mean(axis=0)) / np.where(emb.std(axis=0) > 1e-8, emb.std(axis=0), 1.0)
+    z_mean = pd.DataFrame(z).groupby(formulas.to_numpy()).transform("mean").to_numpy()
+    between = float(np.sum(z_mean**2) / np.sum(z**2))
     out = []
     for fold in folds:
         train_all, test = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
@@ -58,7 +63,7 @@ def diagnose(task_name: str, fractions: list[float], folds: list[int], data_dir:
                 probe_structure=ridge_mae(emb[train], y[train], emb[test], y[test]),
                 probe_formula_mean=ridge_mae(mean_emb[train], y[train], mean_emb[test], y[test]),
                 composition_floor=floor,
-                dummy=float(np.mean(np.abs(y[test] - y[train].mean()))),
+                dummy=float(np.mean(np.abs(y[test] - y[train].mean()))), emb_variance_formula=between,
             ))
             print(out[-1], flush=True)
     return out
@@ -79,7 +84,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     table.to_csv(args.out, index=False)
     summary = table.groupby(["task", "fraction"])[["probe_structure", "probe_formula_mean", "composition_floor",
-                                                   "dummy"]].mean()
+                                                   "dummy", "emb_variance_formula"]].mean()
     print(summary.round(4).to_string())
 
 

@@ -6,7 +6,9 @@ Columns of the table (one row per task x student x teacher x strategy x fraction
 baseline of the same student and fraction, ``teacher_mae`` (the teacher's own test MAE, from its
 ``predict`` or a ridge probe on its embeddings), ``composition_floor`` (see
 :func:`~matbench_ts.bench.data.composition_floor`), ``gap_closed`` =
-``(MAE_base - MAE) / (MAE_base - max(floor, MAE_teacher))`` and the leaderboard references.
+``(MAE_base - MAE) / (MAE_base - max(floor, MAE_teacher))`` (left empty when that denominator is below
+5 % of the baseline's MAE: the student is already about as good as the reference) and the leaderboard
+references.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ LEADERBOARD_FILE = Path("leaderboard") / "matbench_v0.1_mean_scores.json"
 COMPOSITION_TASKS = {"matbench_steels", "matbench_expt_gap", "matbench_expt_is_metal", "matbench_glass"}
 #: Leaderboard entries that use the composition alone on structure tasks.
 COMPOSITION_ONLY_MARKERS = ("crabnet", "_composition", "roost")
+#: The gap to the reachable floor is reported only when it exceeds this share of the baseline's MAE.
+MIN_ROOM = 0.05
 TABLE_COLUMNS = [
     "task", "student", "teacher", "strategy", "fraction", "n_runs", "n_train", "mae_mean", "mae_std",
-    "rmse_mean", "dummy_mae", "alpha_mean", "baseline_mae", "gain_vs_baseline", "teacher_mae",
+    "rmse_mean", "dummy_mae", "alpha_mean", "baseline_mae", "gain_vs_baseline", "folds_better", "folds_paired",
+    "teacher_mae",
     "composition_floor", "gap_closed", "leaky", "fit_time_s", "leaderboard_crabnet", "leaderboard_best_composition",
     "leaderboard_best_composition_name",
 ]
@@ -122,6 +127,12 @@ def summarize(
         rmse_mean=("rmse", "mean"), dummy_mae=("dummy_mae", "mean"), alpha_mean=("alpha", "mean"),
         teacher_mae=("teacher_mae", "mean"), leaky=("leaky", "first"), fit_time_s=("fit_time_s", "mean"),
     ).reset_index()
+    fold_keys = ["task", "student", "fraction", "fold", "seed"]
+    paired = results.merge(results[results["strategy"] == "baseline"][[*fold_keys, "mae"]], on=fold_keys,
+                           suffixes=("", "_base"))
+    paired["better"] = paired["mae"] < paired["mae_base"]
+    wins = paired.groupby(keys, dropna=False).agg(folds_better=("better", "sum"), folds_paired=("better", "size"))
+    table = table.merge(wins.reset_index(), on=keys, how="left")
     base = table[table["strategy"] == "baseline"][["task", "student", "fraction", "mae_mean"]]
     base = base.rename(columns={"mae_mean": "baseline_mae"})
     table = table.merge(base, on=["task", "student", "fraction"], how="left")
@@ -131,10 +142,12 @@ def summarize(
     room = table["baseline_mae"].to_numpy(float) - reference
     with np.errstate(divide="ignore", invalid="ignore"):
         gap = (table["baseline_mae"] - table["mae_mean"]).to_numpy(float) / room
-    table["gap_closed"] = np.where((room > 0) & (table["strategy"] != "baseline"), gap, np.nan)
+    # Undefined when the baseline is already (nearly) as good as the reference: the ratio explodes.
+    has_room = room > MIN_ROOM * table["baseline_mae"].to_numpy(float)
+    table["gap_closed"] = np.where(has_room & (table["strategy"] != "baseline"), gap, np.nan)
     refs = pd.DataFrame([{"task": t, **leaderboard_refs(board or {}, t)} for t in table["task"].unique()])
     table = table.merge(refs, on="task", how="left") if len(refs) else table
-    table.loc[table["strategy"] == "baseline", "gain_vs_baseline"] = np.nan
+    table.loc[table["strategy"] == "baseline", ["gain_vs_baseline", "folds_better", "folds_paired"]] = np.nan
     return table.reindex(columns=TABLE_COLUMNS).sort_values(keys[:4] + ["fraction"]).reset_index(drop=True)
 
 
@@ -161,6 +174,7 @@ def task_markdown(task: str, table: pd.DataFrame, info: dict[str, Any], plots: S
         "n_train": t["n_train"].round().astype(int),
         "MAE": [f"{m:.4g} ± {s:.2g}" for m, s in zip(t["mae_mean"], t["mae_std"])],
         "gain vs baseline": [_fmt(100 * g, 3) + " %" if np.isfinite(g) else "" for g in t["gain_vs_baseline"]],
+        "better folds": [f"{b:.0f}/{n:.0f}" if np.isfinite(n) else "" for b, n in zip(t["folds_better"], t["folds_paired"])],
         "teacher MAE": t["teacher_mae"], "gap closed": t["gap_closed"], "alpha": t["alpha_mean"],
         "fit s": t["fit_time_s"].round(), "runs": t["n_runs"], "leaky teacher": t["leaky"].map({True: "yes", False: "no"}).fillna("?"),
     })
