@@ -48,17 +48,30 @@ phase_full_perov() {
   bench --tasks matbench_perovskites --fractions 1 --strategies baseline,ts --student crabnet --teacher chgnet --folds 0,1
 }
 phase_alignn() {  # ALIGNN trained inside each fit on the labelled training rows only (leak-free)
-  bench --tasks matbench_perovskites --fractions 0.05 --strategies ts --student crabnet --teacher alignn --folds 0,1,2
-  bench --tasks matbench_phonons --fractions 1 --strategies ts --student crabnet --teacher alignn --folds 0,1
+  bench --tasks matbench_perovskites --fractions 0.05 --strategies ts --student crabnet --teacher alignn
+  bench --tasks matbench_phonons --fractions 1 --strategies ts --student crabnet --teacher alignn
+}
+phase_alpha() {  # alpha sweep on log_gvrh 5% (benchmarks/results/alpha_sweep), and alpha=1 where ts-no-step1 beat ts
+  for a in 0.3 1 3; do
+    "$MTS" bench --tasks matbench_log_gvrh --fractions 0.05 --strategies ts --student crabnet --teacher chgnet \
+      --profile cpu --alpha $a --out benchmarks/results/alpha_sweep/alpha_$a --n-jobs 2 --threads 1 -q
+  done
+  "$MTS" bench --tasks matbench_log_gvrh --fractions 0.05 --strategies step1-only --student crabnet --teacher chgnet \
+    --profile cpu --out benchmarks/results/alpha_sweep/alpha_0_step1_only --n-jobs 2 --threads 1 -q
+  "$MTS" bench --tasks matbench_phonons --fractions 1 --strategies ts --student crabnet --teacher chgnet \
+    --profile cpu --alpha 1 --out benchmarks/results/alpha_sweep/alpha_1 --n-jobs 2 --threads 1 -q
 }
 phase_roost() {
   bench --tasks $SMALL --fractions 0.05,0.25 --strategies baseline,ts --student roost --teacher chgnet
 }
 phase_report() {
-  "$MTS" report benchmarks/results/ts_5pct_chgnet "$OUT" --out docs/results
+  "$MTS" report benchmarks/results/ts_5pct_chgnet "$OUT" benchmarks/results/alpha_sweep/* --out docs/results
+  .venv/bin/python benchmarks/headline.py docs/results/summary.csv > docs/results/headline.md
+  OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/teacher_diagnostics.py \
+    --tasks $HEAD,$SMALL,mp2018_e_form,mp2018_band_gap --out benchmarks/results/teacher_diagnostics.csv
 }
 
-PHASES=(embed small transfer full_gvrh quarter small_full alignn mp2018 expt_gap steels full_perov roost report)
+PHASES=(embed alpha small transfer full_gvrh quarter small_full alignn mp2018 expt_gap steels full_perov roost report)
 for phase in "${@:-${PHASES[@]}}"; do
   echo "=== phase $phase ($(date +%H:%M:%S))"
   "phase_$phase" || echo "=== phase $phase FAILED"
