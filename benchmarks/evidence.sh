@@ -11,7 +11,8 @@ OUT=benchmarks/results/evidence
 MTS=${MTS:-.venv/bin/matbench-ts}
 # One configuration for every task: the cpu profile (CrabNet d_model 128 N 2, Roost 32x2, 150 epochs,
 # step 1 50 epochs, early stopping on a 10% validation split of the training rows, alpha auto).
-bench() { "$MTS" bench --profile cpu --structure-library "$MP2018" --n-jobs 2 --threads 1 -q --out "$OUT" "$@"; }
+cpu_bench() { "$MTS" bench --profile cpu --n-jobs 2 --threads 1 -q "$@"; }
+bench() { cpu_bench --structure-library "$MP2018" --out "$OUT" "$@"; }
 SMALL=matbench_dielectric,matbench_phonons,matbench_jdft2d
 HEAD=matbench_log_gvrh,matbench_perovskites
 
@@ -52,14 +53,15 @@ phase_alignn() {  # ALIGNN trained inside each fit on the labelled training rows
   bench --tasks matbench_phonons --fractions 1 --strategies ts --student crabnet --teacher alignn
 }
 phase_alpha() {  # alpha sweep on log_gvrh 5% (benchmarks/results/alpha_sweep), and alpha=1 where ts-no-step1 beat ts
+  local sweep=benchmarks/results/alpha_sweep
   for a in 0.3 1 3; do
-    "$MTS" bench --tasks matbench_log_gvrh --fractions 0.05 --strategies ts --student crabnet --teacher chgnet \
-      --profile cpu --alpha $a --out benchmarks/results/alpha_sweep/alpha_$a --n-jobs 2 --threads 1 -q
+    cpu_bench --tasks matbench_log_gvrh --fractions 0.05 --strategies ts --student crabnet --teacher chgnet \
+      --alpha $a --out $sweep/alpha_$a
   done
-  "$MTS" bench --tasks matbench_log_gvrh --fractions 0.05 --strategies step1-only --student crabnet --teacher chgnet \
-    --profile cpu --out benchmarks/results/alpha_sweep/alpha_0_step1_only --n-jobs 2 --threads 1 -q
-  "$MTS" bench --tasks matbench_phonons --fractions 1 --strategies ts --student crabnet --teacher chgnet \
-    --profile cpu --alpha 1 --out benchmarks/results/alpha_sweep/alpha_1 --n-jobs 2 --threads 1 -q
+  cpu_bench --tasks matbench_log_gvrh --fractions 0.05 --strategies step1-only --student crabnet --teacher chgnet \
+    --out $sweep/alpha_0_step1_only
+  cpu_bench --tasks matbench_phonons --fractions 1 --strategies ts --student crabnet --teacher chgnet \
+    --alpha 1 --out $sweep/alpha_1
 }
 phase_roost() {
   bench --tasks $SMALL --fractions 0.05,0.25 --strategies baseline,ts --student roost --teacher chgnet

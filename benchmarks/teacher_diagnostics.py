@@ -25,18 +25,14 @@ import argparse
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import RidgeCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-
 from matbench_ts.bench.data import composition_floor, fraction_indices, load_task, reduced_formula
+from matbench_ts.bench.runner import ridge_probe
 from matbench_ts.cache import TeacherCache
 from matbench_ts.teachers.chgnet import CHGNetTeacher
 
 
 def ridge_mae(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
-    ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
-    return float(np.mean(np.abs(ridge.fit(x_train, y_train).predict(x_test) - y_test)))
+    return float(np.mean(np.abs(ridge_probe().fit(x_train, y_train).predict(x_test) - y_test)))
 
 
 def diagnose(task_name: str, fractions: list[float], folds: list[int], data_dir: str | None) -> list[dict]:
@@ -50,7 +46,8 @@ def diagnose(task_name: str, fractions: list[float], folds: list[int], data_dir:
     y = task.targets(rows_with)
     fold_of = task.frame["fold"].to_numpy()[rows_with]
     floor = composition_floor(task.frame["composition"], task.frame["target"])
-    z = (emb - emb.mean(axis=0)) / np.where(emb.std(axis=0) > 1e-8, emb.std(axis=0), 1.0)
+    std = emb.std(axis=0)
+    z = (emb - emb.mean(axis=0)) / np.where(std > 1e-8, std, 1.0)
     z_mean = pd.DataFrame(z).groupby(formulas.to_numpy()).transform("mean").to_numpy()
     between = float(np.sum(z_mean**2) / np.sum(z**2))
     out = []

@@ -86,6 +86,11 @@ def data_dirs(data_dir: str | Path | None = None) -> list[Path]:
     return list(dict.fromkeys(dirs))
 
 
+def searched_dirs(data_dir: str | Path | None = None) -> list[str]:
+    """The searched data directories, for not-found messages."""
+    return [str(d) for d in data_dirs(data_dir)] or ["(no --data-dir and no $MATBENCH_TS_DATA)"]
+
+
 def find_task_file(name: str, data_dir: str | Path | None = None) -> Path | None:
     """The file of task ``name``: ``name`` itself when it is a file, else
     ``<dir>[/matbench_proxy|/ci]/<name><suffix>``."""
@@ -300,8 +305,7 @@ def load_mp2018_task(name: str, data_dir: str | Path | None = None) -> Task:
     """
     path = find_task_file(MP2018_FILE, data_dir)
     if path is None:
-        searched = [str(d) for d in data_dirs(data_dir)] or ["(no --data-dir and no $MATBENCH_TS_DATA)"]
-        raise FileNotFoundError(f"no {MP2018_FILE} file for task {name!r}; searched {searched}")
+        raise FileNotFoundError(f"no {MP2018_FILE} file for task {name!r}; searched {searched_dirs(data_dir)}")
     raw = read_table(path)
     frame = pd.DataFrame({
         "id": raw["id"].astype(str), "composition": raw["composition"].astype(str),
@@ -335,8 +339,9 @@ def load_task(
     elif path is not None:
         task = load_local_task(path, task_name_of(name) if Path(name).is_file() else name)
     elif source == "local":
-        searched = [str(d) for d in data_dirs(data_dir)] or ["(no --data-dir and no $MATBENCH_TS_DATA)"]
-        raise FileNotFoundError(f"no local file for task {name!r}; searched {searched} (and {TASK_SUBDIRS[1:]} inside)")
+        raise FileNotFoundError(
+            f"no local file for task {name!r}; searched {searched_dirs(data_dir)} (and {TASK_SUBDIRS[1:]} inside)"
+        )
     else:
         task = load_matbench_task(name)
     if structure_library:

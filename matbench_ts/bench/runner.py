@@ -373,15 +373,20 @@ def _task(config: BenchConfig, name: str) -> Task:
     return load_task(name, config.data_dir, config.source, config.structure_library)
 
 
+def ridge_probe() -> Any:
+    """The linear read-out that stands for a frozen teacher's own MAE (reports, diagnostics)."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+
+
 def _teacher_probe(
     model: Any, task: Task, train: np.ndarray, test: np.ndarray, cache_dir: str | None
 ) -> dict[str, Any]:
     """The teacher's own test MAE: its ``predict`` when it learned this target (ALIGNN trained
     inside fit), else a ridge probe on its embeddings fitted on the training rows."""
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     from ..cache import TeacherCache
 
     teacher = model.teacher_
@@ -400,8 +405,7 @@ def _teacher_probe(
         pred, probe = teacher.predict([test_s[i] for i in te]), "teacher.predict"
     elif len(tr) >= 2:
         train_emb = cache.embeddings(model.teacher_id_, [train_s[i] for i in tr], teacher.transform)
-        ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
-        pred, probe = ridge.fit(train_emb, task.targets(train)[tr]).predict(test_emb), "ridge on embeddings"
+        pred, probe = ridge_probe().fit(train_emb, task.targets(train)[tr]).predict(test_emb), "ridge on embeddings"
     else:
         return out
     full = np.full((len(test), test_emb.shape[1]), np.nan, dtype=np.float32)
