@@ -27,10 +27,11 @@ phase_transfer() {  # step 1 on 5000 mp2018 structures (test-fold formulas exclu
   bench --tasks $HEAD --fractions 0.05 --strategies transfer,transfer-fold --student crabnet --teacher chgnet
 }
 phase_full_gvrh() {
-  bench --tasks matbench_log_gvrh --fractions 1 --strategies baseline,ts --student crabnet --teacher chgnet --folds 0,1,2
+  bench --tasks matbench_log_gvrh --fractions 1 --strategies baseline,ts --student crabnet --teacher chgnet
+  bench --tasks matbench_log_gvrh --fractions 1 --strategies ts-no-step1 --student crabnet --teacher chgnet
 }
 phase_quarter() {
-  bench --tasks $HEAD --fractions 0.25 --strategies baseline,ts --student crabnet --teacher chgnet --folds 0,1,2
+  bench --tasks $HEAD --fractions 0.25 --strategies baseline,ts --student crabnet --teacher chgnet
 }
 phase_mp2018() {  # fold 0 = the fixed seeded 80/20 split
   bench --tasks mp2018_e_form,mp2018_band_gap --fractions 0.05,0.25 --strategies baseline,ts,ts-no-step1 \
@@ -46,7 +47,8 @@ phase_steels() {  # no steel composition is in mp2018: the teacher has nothing t
   bench --tasks matbench_steels --fractions 0.05,0.25,1 --strategies baseline --student crabnet --teacher chgnet
 }
 phase_full_perov() {
-  bench --tasks matbench_perovskites --fractions 1 --strategies baseline,ts --student crabnet --teacher chgnet --folds 0,1
+  bench --tasks matbench_perovskites --fractions 1 --strategies baseline,ts --student crabnet --teacher chgnet
+  bench --tasks matbench_perovskites --fractions 1 --strategies ts-no-step1 --student crabnet --teacher chgnet
 }
 phase_alignn() {  # ALIGNN trained inside each fit on the labelled training rows only (leak-free)
   bench --tasks matbench_perovskites --fractions 0.05 --strategies ts --student crabnet --teacher alignn
@@ -63,6 +65,17 @@ phase_alpha() {  # alpha sweep on log_gvrh 5% (benchmarks/results/alpha_sweep), 
   cpu_bench --tasks matbench_phonons --fractions 1 --strategies ts --student crabnet --teacher chgnet \
     --alpha 1 --out $sweep/alpha_1
 }
+phase_alpha_rule() {  # which rule "auto" means, chosen on 20% of each training fold (test folds unused)
+  local study=benchmarks/results/alpha_rule
+  for rule in auto-init auto-step2; do
+    sel() { cpu_bench --structure-library "$MP2018" --inner-validation 0.2 --student crabnet --teacher chgnet \
+              --strategies ts --alpha $rule --out $study/$rule "$@"; }
+    sel --tasks $HEAD,matbench_phonons,matbench_dielectric --fractions 0.05 --folds 0,1,2
+    sel --tasks matbench_phonons,matbench_jdft2d --fractions 1 --folds 0,1,2
+    sel --tasks matbench_dielectric --fractions 1 --folds 0,1
+    sel --tasks matbench_log_gvrh --fractions 1 --folds 0
+  done
+}
 phase_roost() {
   bench --tasks $SMALL --fractions 0.05,0.25 --strategies baseline,ts --student roost --teacher chgnet
 }
@@ -73,7 +86,7 @@ phase_report() {
     --tasks $HEAD,$SMALL,mp2018_e_form,mp2018_band_gap --out benchmarks/results/teacher_diagnostics.csv
 }
 
-PHASES=(embed alpha small transfer full_gvrh quarter small_full alignn mp2018 expt_gap steels full_perov roost report)
+PHASES=(embed alpha alpha_rule small transfer full_gvrh quarter small_full alignn mp2018 expt_gap steels full_perov roost report)
 for phase in "${@:-${PHASES[@]}}"; do
   echo "=== phase $phase ($(date +%H:%M:%S))"
   "phase_$phase" || echo "=== phase $phase FAILED"

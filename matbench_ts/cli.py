@@ -40,7 +40,14 @@ def _json_dict(text: str) -> dict[str, Any]:
 
 
 def _alpha(text: str) -> float | str:
-    return text if text == "auto" else float(text)
+    from .estimator import ALPHA_RULES
+
+    if text == "auto" or text in ALPHA_RULES:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto', {', '.join(ALPHA_RULES)} or a number, got {text!r}") from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +67,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     for name, cast in (("epochs", int), ("epochs-step1", int), ("batch-size", int), ("patience", int),
                        ("learning-rate", float), ("beta", float), ("validation-fraction", float)):
         models.add_argument(f"--{name}", type=cast, help="overrides the preset")
-    models.add_argument("--alpha", type=_alpha, help="'auto' or a number (overrides the preset)")
+    models.add_argument("--alpha", type=_alpha, help="'auto', 'auto-init', 'auto-step2' or a number (overrides the preset)")
     run = parser.add_argument_group("execution")
     run.add_argument("--cache-dir", help="teacher embedding cache (default $MATBENCH_TS_CACHE or ~/.cache/matbench_ts)")
     run.add_argument("--device", help="cuda, cpu... (default: CUDA when present)")
@@ -107,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--pretrain-max", type=int, default=5000, help="library structures sampled for 'transfer'")
     bench.add_argument("--no-predictions", action="store_true", help="do not store test predictions in run files")
     bench.add_argument("--n-embed", type=int, default=500, help="test rows whose embeddings are saved (t-SNE)")
+    bench.add_argument("--inner-validation", type=float, default=0.0, metavar="SHARE",
+                       help="model selection: hold out SHARE (e.g. 0.2) of each training fold and score on it; "
+                       "the test folds are not used")
     _common(bench)
 
     report = sub.add_parser("report", help="tables (md/csv/json), MAE-vs-fraction plots, t-SNE of a run directory")
@@ -147,7 +157,8 @@ def _bench(args: argparse.Namespace) -> int:
         out=args.out, tasks=args.tasks, fractions=args.fractions, strategies=args.strategies, folds=args.folds,
         seeds=args.seeds, students=args.student, teachers=args.teacher, source=args.source,
         pretrain_library=args.pretrain_library, pretrain_max=args.pretrain_max,
-        save_predictions=not args.no_predictions, n_embed=args.n_embed, **_config_kwargs(args),
+        save_predictions=not args.no_predictions, n_embed=args.n_embed, inner_validation=args.inner_validation,
+        **_config_kwargs(args),
     )
     summary = run_grid(config)
     print(f"{summary.total} runs: {len(summary.executed)} executed, {summary.skipped} already done, "

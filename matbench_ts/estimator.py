@@ -21,6 +21,10 @@ from .students import Student, make_student
 from .teachers import frozen_cache_id, make_teacher
 from .training import Rows, StepConfig, StudentWithProjection, balancing_alpha, train_step
 
+#: The measured alpha rules; ``alpha="auto"`` means :data:`AUTO_ALPHA_RULE`.
+ALPHA_RULES = ("auto-init", "auto-step2")
+AUTO_ALPHA_RULE = "auto-step2"
+
 
 class TSRegressor(RegressorMixin, BaseEstimator):
     """Composition-only regressor taught by a crystal-structure model (teacher-student).
@@ -35,9 +39,13 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         Composition model; its embedding is the input of its final linear layer.
     teacher_params, student_params : dict, optional
         Keyword arguments of the teacher and student constructors (model sizes...).
-    alpha : "auto" or float
-        Weight of the embedding loss in step 2. ``"auto"`` sets it, after step 1, so
-        that ``alpha * L_emb == beta * L_target`` on the training rows. 0 skips it.
+    alpha : "auto", "auto-init", "auto-step2" or float
+        Weight of the embedding loss in step 2; 0 skips it. A measured alpha makes
+        ``alpha * L_emb == beta * L_target`` on the training rows: ``"auto-init"`` measures
+        it on the untrained student (before step 1: both terms start comparable, alpha is
+        near 1); ``"auto-step2"`` after step 1 (L_emb is then already small, so alpha comes
+        out large, 5-30, and step 2 leans on the embedding). ``"auto"`` is the rule chosen on
+        validation splits inside training folds (``AUTO_ALPHA_RULE``, see docs/results.md).
     beta : float
         Weight of the target loss in step 2 (0 makes step 2 a second step 1).
     epochs : int
@@ -110,9 +118,11 @@ class TSRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def _check_params(self) -> None:
-        if not (self.alpha == "auto" or (isinstance(self.alpha, (int, float)) and self.alpha >= 0)):
-            raise ValueError(f"alpha must be 'auto' or a number >= 0, got {self.alpha!r}")
-        if self.beta < 0 or (self.alpha != "auto" and self.alpha + self.beta == 0):
+        measured = self.alpha == "auto" or self.alpha in ALPHA_RULES
+        if not (measured or (isinstance(self.alpha, (int, float)) and self.alpha >= 0)):
+            raise ValueError(f"alpha must be 'auto', {', '.join(map(repr, ALPHA_RULES))} or a number >= 0, "
+                             f"got {self.alpha!r}")
+        if self.beta < 0 or (not measured and self.alpha + self.beta == 0):
             raise ValueError(f"need beta >= 0 and alpha + beta > 0, got alpha={self.alpha!r}, beta={self.beta!r}")
         for name in ("epochs", "epochs_step1", "batch_size", "patience"):
             value = getattr(self, name)
@@ -224,6 +234,14 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         step = dict(learning_rate=self.learning_rate, batch_size=self.batch_size,
                     weight_decay=self.weight_decay, patience=self.patience, verbose=self.verbose)
         self.history_ = []
+        train, val = rows.subset(train_idx), rows.subset(val_idx)
+        rule = AUTO_ALPHA_RULE if self.alpha == "auto" else self.alpha
+        if not has_teacher_rows:
+            self.alpha_ = 0.0
+        elif rule == "auto-init":  # measured on the untrained student (before step 1)
+            self.alpha_ = balancing_alpha(model, train, self.beta, self.batch_size * 4, device)
+        elif rule != "auto-step2":
+            self.alpha_ = float(rule)
         if teacher_dim is not None and self.epochs_step1 > 0:
             if pretrain_emb is not None:
                 pre_rows = Rows(student.encode([s.composition for s in pretrain]), None, pretrain_emb)
@@ -234,13 +252,8 @@ class TSRegressor(RegressorMixin, BaseEstimator):
                 step1_train, step1_val = no_y.subset(train_idx), no_y.subset(val_idx)
             config = StepConfig("step 1", self.epochs_step1, 1.0, 0.0, **step)
             self.history_ += train_step(model, step1_train, step1_val, config, device, rng)
-        train, val = rows.subset(train_idx), rows.subset(val_idx)
-        if not has_teacher_rows:
-            self.alpha_ = 0.0
-        elif self.alpha == "auto":
+        if has_teacher_rows and rule == "auto-step2":  # measured after step 1
             self.alpha_ = balancing_alpha(model, train, self.beta, self.batch_size * 4, device)
-        else:
-            self.alpha_ = float(self.alpha)
         config = StepConfig("step 2", self.epochs, self.alpha_, float(self.beta), **step)
         self.history_ += train_step(model, train, val, config, device, rng)
         self.model_ = model.cpu().eval()

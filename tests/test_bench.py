@@ -29,7 +29,7 @@ from matbench_ts.bench.data import (
     load_structure_library,
     load_task,
 )
-from matbench_ts.bench.report import leaderboard_refs, write_report
+from matbench_ts.bench.report import leaderboard_refs, strategy_label, write_report
 from matbench_ts.bench.runner import check_grid, teacher_provenance
 from matbench_ts.cli import main
 
@@ -383,3 +383,30 @@ def test_report_merges_run_directories_and_keeps_alpha_sweeps_apart(grid, tmp_pa
     assert (table["fit_time_s"] > 0).all()
     with pytest.raises(ValueError, match="same run is in two run directories"):
         write_report([grid["out"], grid["out"]], out=tmp_path / "dup", tsne=False)
+
+
+def test_inner_validation_scores_inside_the_training_fold(tmp_path, cache_dir):
+    config = tiny_config(tmp_path / "sel", cache_dir, fractions=[1.0], strategies=["ts"], folds=[0],
+                         inner_validation=0.2, n_embed=0, estimator_params=dict(epochs=5, epochs_step1=2,
+                                                                                 alpha="auto-init"))
+    run_grid(config)
+    (path,) = result_files(tmp_path / "sel")
+    r = json.loads(path.read_text())
+    test_ids = set(load_local_task(CI_FILE).frame.query("fold == 0")["id"])
+    assert r["scored_on"].startswith("inner validation (0.2") and r["alpha_rule"] == "auto-init"
+    assert r["n_test"] == 48 and r["n_train"] == 192 and r["n_train_fold"] == 192
+    assert not test_ids & set(r["predictions"]["ids"])  # the official test fold is never scored
+    with pytest.raises(ValueError, match="inner_validation"):
+        tiny_config(tmp_path / "bad", cache_dir, inner_validation=1.0)
+
+
+def test_strategy_labels_keep_alpha_rules_apart():
+    from matbench_ts.estimator import AUTO_ALPHA_RULE
+
+    other = {"auto-init": "auto-step2", "auto-step2": "auto-init"}[AUTO_ALPHA_RULE]
+    assert strategy_label({"strategy": "ts", "alpha_rule": AUTO_ALPHA_RULE}) == "ts"
+    assert strategy_label({"strategy": "ts", "alpha_rule": other}) == f"ts alpha={other}"
+    assert strategy_label({"strategy": "ts", "alpha_rule": 0.3}) == "ts alpha=0.3"
+    assert strategy_label({"strategy": "ts-no-step1", "alpha_rule": other}) == "ts-no-step1"
+    legacy = strategy_label({"strategy": "ts", "params": {}})  # written before alpha_rule: "auto" was auto-step2
+    assert legacy == ("ts" if AUTO_ALPHA_RULE == "auto-step2" else "ts alpha=auto-step2")

@@ -9,6 +9,7 @@ from conftest import TINY_ALIGNN, TINY_ROOST
 from pymatgen.core import Composition
 
 from matbench_ts import TSRegressor
+from matbench_ts.estimator import AUTO_ALPHA_RULE
 from matbench_ts.teachers.alignn import ALIGNNTeacher
 
 
@@ -156,6 +157,19 @@ def test_fixed_alpha_is_used(ci_data, tiny):
     model.fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
     assert model.alpha_ == 0.5
     assert {h["step"] for h in model.history_} == {"step 2"}
+
+
+def test_alpha_rules_measure_before_or_after_step1(ci_data, tiny):
+    fit = lambda **kw: TSRegressor(teacher="chgnet", **{**tiny, "epochs": 2, **kw}).fit(  # noqa: E731
+        ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    untrained = fit(alpha="auto-step2", epochs_step1=0).alpha_  # no step 1: measured on the untrained student
+    before_step1 = fit(alpha="auto-init", epochs_step1=5)
+    after_step1 = fit(alpha="auto-step2", epochs_step1=5)
+    assert before_step1.alpha_ == pytest.approx(untrained, rel=1e-5)
+    assert after_step1.alpha_ != pytest.approx(untrained, rel=1e-2)  # step 1 moved the losses
+    assert any(h["step"] == "step 1" for h in before_step1.history_)
+    default = fit(alpha="auto", epochs_step1=5)
+    assert default.alpha_ == {"auto-init": before_step1, "auto-step2": after_step1}[AUTO_ALPHA_RULE].alpha_
 
 
 class DensityTeacher:

@@ -367,6 +367,16 @@ def fraction_indices(n: int, fraction: float, *, task: str, fold: int, seed: int
     return np.sort(perm[:k])
 
 
+def inner_split(train: np.ndarray, share: float, *, task: str, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(inner_train, inner_validation)`` rows of a training fold: a seeded ``share`` of it held out
+    for model selection, so choices are made without the fold's test rows. Fixed per (task, fold)."""
+    if not 0 < share < 1:
+        raise ValueError(f"inner validation share must be in (0, 1), got {share}")
+    perm = np.random.default_rng(_seed(fold, task, "inner")).permutation(len(train))
+    k = max(1, round(share * len(train)))
+    return np.sort(train[perm[k:]]), np.sort(train[perm[:k]])
+
+
 def sample_positions(n: int, size: int, *, task: str, fold: int) -> np.ndarray:
     """A fixed sample (sorted) of up to ``size`` of ``n`` test rows, the same for every run of a fold."""
     if size <= 0:

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from .data import (
     Task,
     fraction_indices,
+    inner_split,
     load_structure_library,
     load_task,
     parse_structure,
@@ -125,6 +126,7 @@ class BenchConfig:
     pretrain_max: int = 5000
     save_predictions: bool = True
     n_embed: int = 500  # test rows whose student/teacher embeddings are saved (.npz)
+    inner_validation: float = 0.0  # > 0: score on this share of each training fold, not on its test fold
     cache_dir: str | None = None
     device: str | None = None
     n_jobs: int = 1
@@ -154,6 +156,8 @@ class BenchConfig:
         if any(s != "baseline" for s in self.strategies) and not self.teachers:
             raise ValueError(f"strategies {self.strategies} need a teacher")
         self.pretrain_library = self.pretrain_library or self.structure_library
+        if not 0 <= self.inner_validation < 1:
+            raise ValueError(f"inner_validation must be in [0, 1), got {self.inner_validation}")
         if "transfer" in self.strategies:
             if not self.pretrain_library:
                 raise ValueError(
@@ -398,20 +402,27 @@ def _teacher_probe(
     }
     if not te:
         return out
-    cache = TeacherCache(cache_dir)
-    test_emb = cache.embeddings(model.teacher_id_, [test_s[i] for i in te], teacher.transform)
     y_test = task.targets(test)[te]
-    if hasattr(teacher, "predict") and not getattr(teacher, "checkpoint", None):
-        pred, probe = teacher.predict([test_s[i] for i in te]), "teacher.predict"
-    elif len(tr) >= 2:
-        train_emb = cache.embeddings(model.teacher_id_, [train_s[i] for i in tr], teacher.transform)
-        pred, probe = ridge_probe().fit(train_emb, task.targets(train)[tr]).predict(test_emb), "ridge on embeddings"
-    else:
-        return out
+    with TeacherCache(cache_dir) as cache:
+        test_emb = cache.embeddings(model.teacher_id_, [test_s[i] for i in te], teacher.transform)
+        if hasattr(teacher, "predict") and not getattr(teacher, "checkpoint", None):
+            pred, probe = teacher.predict([test_s[i] for i in te]), "teacher.predict"
+        elif len(tr) >= 2:
+            train_emb = cache.embeddings(model.teacher_id_, [train_s[i] for i in tr], teacher.transform)
+            pred, probe = ridge_probe().fit(train_emb, task.targets(train)[tr]).predict(test_emb), "ridge on embeddings"
+        else:
+            return out
     full = np.full((len(test), test_emb.shape[1]), np.nan, dtype=np.float32)
     full[te] = test_emb
     out.update(teacher_mae=float(np.mean(np.abs(pred - y_test))), teacher_probe=probe, test_embeddings=full)
     return out
+
+
+def alpha_rule(model: Any) -> str | float:
+    """How the run's alpha was set: a fixed number, or the measured rule that ``"auto"`` stood for."""
+    from ..estimator import AUTO_ALPHA_RULE
+
+    return AUTO_ALPHA_RULE if model.alpha == "auto" else model.alpha
 
 
 def _dask_worker() -> str | None:
@@ -430,6 +441,8 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
     start = time.perf_counter()
     task = _task(config, spec.task)
     train_all, test = task.split(spec.fold)
+    if config.inner_validation:  # model selection: the test fold is set aside, unseen
+        train_all, test = inner_split(train_all, config.inner_validation, task=task.name, fold=spec.fold)
     train = train_all[fraction_indices(len(train_all), spec.fraction, task=task.name, fold=spec.fold, seed=spec.seed)]
     kwargs = estimator_kwargs(config, spec.student, spec.teacher, spec.strategy, spec.seed)
     fit_kwargs: dict[str, Any] = {}
@@ -467,7 +480,9 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
         "n_train": len(train), "n_train_fold": len(train_all), "n_test": len(test),
         "n_train_with_structure": sum(s is not None for s in fit_kwargs.get("structures", [])),
         "n_pretrain": n_pretrain, "n_pretrain_excluded_test_formulas": n_excluded,
-        "alpha": float(model.alpha_), "epochs_run": {s: steps.count(s) for s in dict.fromkeys(steps)},
+        "scored_on": (f"inner validation ({config.inner_validation:g} of the training fold)"
+                      if config.inner_validation else "test fold"),
+        "alpha": float(model.alpha_), "alpha_rule": alpha_rule(model), "epochs_run": {s: steps.count(s) for s in dict.fromkeys(steps)},
         "teacher_mae": probe.get("teacher_mae"), "teacher_probe": probe.get("teacher_probe"),
         "n_teacher_test": probe.get("n_teacher_test"),
         "teacher_info": {**teacher_provenance(kwargs["teacher"], task.name, kwargs["teacher_params"]),
