@@ -68,6 +68,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
                        ("learning-rate", float), ("beta", float), ("validation-fraction", float)):
         models.add_argument(f"--{name}", type=cast, help="overrides the preset")
     models.add_argument("--alpha", type=_alpha, help="'auto', 'auto-init', 'auto-step2' or a number (overrides the preset)")
+    models.add_argument("--mixed-precision", action="store_true",
+                        help="train the student under autocast (bfloat16/float16; for GPUs)")
     run = parser.add_argument_group("execution")
     run.add_argument("--cache-dir", help="teacher embedding cache (default $MATBENCH_TS_CACHE or ~/.cache/matbench_ts)")
     run.add_argument("--device", help="cuda, cpu... (default: CUDA when present)")
@@ -82,7 +84,8 @@ def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
              "alpha")
     return dict(
         profile=args.profile, student_params=args.student_params, teacher_params=args.teacher_params,
-        estimator_params={n: getattr(args, n) for n in names if getattr(args, n) is not None},
+        estimator_params={**{n: getattr(args, n) for n in names if getattr(args, n) is not None},
+                          **({"mixed_precision": True} if args.mixed_precision else {})},
         data_dir=args.data_dir, structure_library=args.structure_library, cache_dir=args.cache_dir,
         device=args.device, n_jobs=args.n_jobs, scheduler=args.scheduler, threads=args.threads,
         verbose=0 if args.quiet else 1,

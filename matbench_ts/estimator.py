@@ -63,6 +63,10 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         (default ``$MATBENCH_TS_CACHE`` or ``~/.cache/matbench_ts``).
     device : str, optional
         ``"cuda"``, ``"cpu"``...; default CUDA when present, else CPU.
+    mixed_precision : bool
+        Train the student under autocast (bfloat16, or float16 with gradient scaling on GPUs
+        without bfloat16); weights, losses and predictions stay float32. For GPUs: on a CPU
+        it is usually slower.
     random_state : int, optional
         Seeds the split, shuffling, weight init and dropout (without global seeding).
     verbose : int
@@ -87,6 +91,7 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         patience: int = 30,
         cache_dir: str | None = None,
         device: str | None = None,
+        mixed_precision: bool = False,
         random_state: int | None = None,
         verbose: int = 1,
     ) -> None:
@@ -105,6 +110,7 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         self.patience = patience
         self.cache_dir = cache_dir
         self.device = device
+        self.mixed_precision = mixed_precision
         self.random_state = random_state
         self.verbose = verbose
 
@@ -232,7 +238,8 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         rows = Rows(student.encode(compositions), y_scaled, teacher_emb)
         rng = np.random.default_rng(self.random_state)
         step = dict(learning_rate=self.learning_rate, batch_size=self.batch_size,
-                    weight_decay=self.weight_decay, patience=self.patience, verbose=self.verbose)
+                    weight_decay=self.weight_decay, patience=self.patience, verbose=self.verbose,
+                    amp=bool(self.mixed_precision))
         self.history_ = []
         train, val = rows.subset(train_idx), rows.subset(val_idx)
         rule = AUTO_ALPHA_RULE if self.alpha == "auto" else self.alpha

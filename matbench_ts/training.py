@@ -8,8 +8,9 @@ Rows without a teacher embedding (NaN rows) are masked out of ``L_emb``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,8 @@ def batch_losses(model: StudentWithProjection, rows: Rows, idx: Sequence[int], d
     """``(L_emb, n_emb_rows, L_target, n_target_rows)`` of one batch, as tensors."""
     batch = model.student.collate([rows.items[i] for i in idx], device)
     projected, pred = model(batch)
+    pred = pred.float()  # losses in float32, also under mixed precision
+    projected = None if projected is None else projected.float()
     zero = pred.sum() * 0.0
     emb_loss, n_emb = zero, 0
     if projected is not None and rows.teacher is not None:
@@ -93,11 +96,30 @@ def batch_losses(model: StudentWithProjection, rows: Rows, idx: Sequence[int], d
     return emb_loss, n_emb, target_loss, n_target
 
 
-def evaluate(model: StudentWithProjection, rows: Rows, batch_size: int, device: torch.device) -> Losses:
-    """Mean losses over ``rows`` in eval mode."""
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 where the device has it (CPUs, recent GPUs), else float16 (with gradient scaling)."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+@contextlib.contextmanager
+def mixed_precision(device: torch.device, enabled: bool) -> Iterator[None]:
+    """Autocast the student's forward pass when ``enabled`` (weights and optimiser stay float32)."""
+    if not enabled:
+        yield
+        return
+    with torch.autocast(device.type, dtype=autocast_dtype(device)):
+        yield
+
+
+def evaluate(
+    model: StudentWithProjection, rows: Rows, batch_size: int, device: torch.device, amp: bool = False
+) -> Losses:
+    """Mean losses over ``rows`` in eval mode (autocast when ``amp``)."""
     out = Losses()
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), mixed_precision(device, amp):
         for start in range(0, len(rows), batch_size):
             idx = np.arange(start, min(start + batch_size, len(rows)))
             emb, n_emb, target, n_target = batch_losses(model, rows, idx, device)
@@ -121,6 +143,7 @@ class StepConfig:
     weight_decay: float
     patience: int
     verbose: int
+    amp: bool = False  # mixed precision (autocast) in both the training and the validation passes
 
 
 def train_step(
@@ -139,6 +162,8 @@ def train_step(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True
     )
+    # float16 gradients can underflow: scale them (a no-op with bfloat16 or without amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and autocast_dtype(device) == torch.float16)
     total = config.alpha + config.beta
     monitor = "target" if config.beta > 0 else "emb"
     best, best_state, since_best, history = np.inf, None, 0, []
@@ -148,14 +173,16 @@ def train_step(
         order = rng.permutation(len(train))
         for start in range(0, len(train), config.batch_size):
             idx = order[start : start + config.batch_size]
-            emb, n_emb, target, n_target = batch_losses(model, train, idx, device)
+            with mixed_precision(device, config.amp):
+                emb, n_emb, target, n_target = batch_losses(model, train, idx, device)
             loss = (config.alpha * emb + config.beta * target) / total
             if not loss.requires_grad:  # a batch with nothing to learn from
                 continue
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        val_losses = evaluate(model, val, config.batch_size * 4, device)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        val_losses = evaluate(model, val, config.batch_size * 4, device, config.amp)
         score = getattr(val_losses, monitor)
         history.append({"step": config.name, "epoch": epoch, "val_emb": val_losses.emb, "val_target": val_losses.target})
         bar.set_postfix(val_emb=f"{val_losses.emb:.4f}", val_target=f"{val_losses.target:.4f}")

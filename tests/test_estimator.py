@@ -172,6 +172,17 @@ def test_alpha_rules_measure_before_or_after_step1(ci_data, tiny):
     assert default.alpha_ == {"auto-init": before_step1, "auto-step2": after_step1}[AUTO_ALPHA_RULE].alpha_
 
 
+def test_mixed_precision_trains_and_predicts_float(ci_data, tiny):
+    kw = {**tiny, "epochs": 15, "epochs_step1": 5}
+    plain = TSRegressor(teacher="chgnet", **kw).fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    amp = TSRegressor(teacher="chgnet", mixed_precision=True, **kw)
+    amp.fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    pred, dummy = amp.predict(ci_data["X_test"]), np.abs(ci_data["y_test"] - ci_data["y"].mean()).mean()
+    assert pred.dtype == np.float64 and np.abs(pred - ci_data["y_test"]).mean() < 0.6 * dummy
+    assert next(amp.model_.parameters()).dtype == torch.float32  # autocast: the weights stay float32
+    assert not np.allclose(pred, plain.predict(ci_data["X_test"]))  # bfloat16 really ran
+
+
 class DensityTeacher:
     """A user teacher: plain transformer methods, no matbench_ts base class."""
 
