@@ -224,6 +224,11 @@ def test_config_mismatch_is_refused_and_harmless_changes_pass(grid, cache_dir):
     summary = run_grid(harmless)
     assert summary.executed == [] and summary.skipped == 8
     assert {p: p.stat().st_mtime_ns for p in result_files(out)} == before
+    saved = json.loads((out / "config.json").read_text())  # written before a field was added: default holds
+    (out / "config.json").write_text(json.dumps({k: v for k, v in saved.items() if k != "inner_validation"}))
+    assert run_grid(harmless).skipped == 8
+    with pytest.raises(ConfigMismatchError, match="inner_validation: saved 0.0, now 0.2"):
+        run_grid(tiny_config(out, cache_dir, inner_validation=0.2))
 
 
 def test_report_tables_plots_and_tsne(grid, tmp_path):

@@ -341,7 +341,9 @@ def prepare_out(config: BenchConfig) -> dict[str, Any]:
     path = out / "config.json"
     new = json.loads(json.dumps(config.to_dict()))
     if path.exists():
-        old = json.loads(path.read_text())
+        # A field missing from the saved file was added to BenchConfig later: its runs used the default.
+        defaults = {f.name: f.default for f in dataclasses.fields(BenchConfig) if f.default is not dataclasses.MISSING}
+        old = {**_jsonable(defaults), **json.loads(path.read_text())}
         ignored = set(HARMLESS_FIELDS) | set(GRID_FIELDS) | {"matbench_ts_version", "resolved"}
         diffs = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
                  if k not in ignored and old.get(k) != new.get(k)}
