@@ -79,6 +79,9 @@ phase_alpha_rule() {  # which rule "auto" means, chosen on 20% of each training 
 phase_roost() {
   bench --tasks $SMALL --fractions 0.05,0.25 --strategies baseline,ts --student roost --teacher chgnet
 }
+phase_roost_full() {  # Roost with all the data on the two smallest tasks
+  bench --tasks matbench_phonons,matbench_jdft2d --fractions 1 --strategies baseline,ts --student roost --teacher chgnet
+}
 phase_report() {
   "$MTS" report benchmarks/results/ts_5pct_chgnet "$OUT" benchmarks/results/alpha_sweep/* --out docs/results
   .venv/bin/python benchmarks/headline.py docs/results/summary.csv > docs/results/headline.md
@@ -86,7 +89,7 @@ phase_report() {
     --tasks $HEAD,$SMALL,mp2018_e_form,mp2018_band_gap --out benchmarks/results/teacher_diagnostics.csv
 }
 
-PHASES=(embed alpha alpha_rule small transfer full_gvrh quarter small_full alignn mp2018 expt_gap steels full_perov roost report)
+PHASES=(embed alpha alpha_rule small transfer full_gvrh quarter small_full alignn mp2018 expt_gap steels full_perov roost roost_full report)
 for phase in "${@:-${PHASES[@]}}"; do
   echo "=== phase $phase ($(date +%H:%M:%S))"
   "phase_$phase" || echo "=== phase $phase FAILED"
