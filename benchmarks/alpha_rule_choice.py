@@ -17,9 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 
-RULES = ("auto-init", "auto-step2")
-
-
 def load(study: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(study.glob("*/runs/**/*.json")):

@@ -40,14 +40,14 @@ def _json_dict(text: str) -> dict[str, Any]:
 
 
 def _alpha(text: str) -> float | str:
-    from .estimator import ALPHA_RULES
+    from .estimator import ALPHA_NAMES
 
-    if text == "auto" or text in ALPHA_RULES:
+    if text in ALPHA_NAMES:
         return text
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto', {', '.join(ALPHA_RULES)} or a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {', '.join(ALPHA_NAMES)} or a number, got {text!r}") from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

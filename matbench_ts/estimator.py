@@ -24,6 +24,8 @@ from .training import Rows, StepConfig, StudentWithProjection, balancing_alpha, 
 #: The measured alpha rules; ``alpha="auto"`` means :data:`AUTO_ALPHA_RULE`.
 ALPHA_RULES = ("auto-init", "auto-step2")
 AUTO_ALPHA_RULE = "auto-step2"
+#: The names ``alpha`` accepts besides a number.
+ALPHA_NAMES = ("auto", *ALPHA_RULES)
 
 
 class TSRegressor(RegressorMixin, BaseEstimator):
@@ -46,6 +48,7 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         near 1); ``"auto-step2"`` after step 1 (L_emb is then already small, so alpha comes
         out large, 5-30, and step 2 leans on the embedding). ``"auto"`` is the rule chosen on
         validation splits inside training folds (``AUTO_ALPHA_RULE``, see docs/results.md).
+        After ``fit``, ``alpha_`` holds the value used and ``alpha_rule_`` the rule or number.
     beta : float
         Weight of the target loss in step 2 (0 makes step 2 a second step 1).
     epochs : int
@@ -124,10 +127,9 @@ class TSRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def _check_params(self) -> None:
-        measured = self.alpha == "auto" or self.alpha in ALPHA_RULES
+        measured = self.alpha in ALPHA_NAMES
         if not (measured or (isinstance(self.alpha, (int, float)) and self.alpha >= 0)):
-            raise ValueError(f"alpha must be 'auto', {', '.join(map(repr, ALPHA_RULES))} or a number >= 0, "
-                             f"got {self.alpha!r}")
+            raise ValueError(f"alpha must be {', '.join(map(repr, ALPHA_NAMES))} or a number >= 0, got {self.alpha!r}")
         if self.beta < 0 or (not measured and self.alpha + self.beta == 0):
             raise ValueError(f"need beta >= 0 and alpha + beta > 0, got alpha={self.alpha!r}, beta={self.beta!r}")
         for name in ("epochs", "epochs_step1", "batch_size", "patience"):
@@ -242,7 +244,7 @@ class TSRegressor(RegressorMixin, BaseEstimator):
                     amp=bool(self.mixed_precision))
         self.history_ = []
         train, val = rows.subset(train_idx), rows.subset(val_idx)
-        rule = AUTO_ALPHA_RULE if self.alpha == "auto" else self.alpha
+        rule = self.alpha_rule_ = AUTO_ALPHA_RULE if self.alpha == "auto" else self.alpha
         if not has_teacher_rows:
             self.alpha_ = 0.0
         elif rule == "auto-init":  # measured on the untrained student (before step 1)

@@ -44,14 +44,14 @@ TABLE_COLUMNS = [
 def strategy_label(d: dict[str, Any]) -> str:
     """The run's strategy, with its alpha when it was not the current ``"auto"`` rule (``ts alpha=0.3``,
     ``ts alpha=auto-step2``): alpha sweeps and runs made under another rule stay apart."""
-    from ..estimator import AUTO_ALPHA_RULE
+    from ..estimator import ALPHA_RULES, AUTO_ALPHA_RULE
 
     # Runs written before ``alpha_rule`` was recorded used "auto" = "auto-step2".
     rule = d.get("alpha_rule", (d.get("params") or {}).get("alpha", "auto"))
     rule = "auto-step2" if rule == "auto" else rule
     if d["strategy"] in ("baseline", "step1-only") or rule == AUTO_ALPHA_RULE:
         return d["strategy"]
-    if d["strategy"] == "ts-no-step1" and rule in ("auto-init", "auto-step2"):
+    if d["strategy"] == "ts-no-step1" and rule in ALPHA_RULES:
         return d["strategy"]  # without step 1 both rules measure at the same point
     return f"{d['strategy']} alpha={rule:g}" if isinstance(rule, (int, float)) else f"{d['strategy']} alpha={rule}"
 

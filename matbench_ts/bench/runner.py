@@ -420,13 +420,6 @@ def _teacher_probe(
     return out
 
 
-def alpha_rule(model: Any) -> str | float:
-    """How the run's alpha was set: a fixed number, or the measured rule that ``"auto"`` stood for."""
-    from ..estimator import AUTO_ALPHA_RULE
-
-    return AUTO_ALPHA_RULE if model.alpha == "auto" else model.alpha
-
-
 def _dask_worker() -> str | None:
     """Address of the Dask worker running this code, or None outside a Dask worker."""
     try:
@@ -484,7 +477,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
         "n_pretrain": n_pretrain, "n_pretrain_excluded_test_formulas": n_excluded,
         "scored_on": (f"inner validation ({config.inner_validation:g} of the training fold)"
                       if config.inner_validation else "test fold"),
-        "alpha": float(model.alpha_), "alpha_rule": alpha_rule(model), "epochs_run": {s: steps.count(s) for s in dict.fromkeys(steps)},
+        "alpha": float(model.alpha_), "alpha_rule": model.alpha_rule_, "epochs_run": {s: steps.count(s) for s in dict.fromkeys(steps)},
         "teacher_mae": probe.get("teacher_mae"), "teacher_probe": probe.get("teacher_probe"),
         "n_teacher_test": probe.get("n_teacher_test"),
         "teacher_info": {**teacher_provenance(kwargs["teacher"], task.name, kwargs["teacher_params"]),
