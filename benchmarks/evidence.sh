@@ -82,14 +82,36 @@ phase_roost() {
 phase_roost_full() {  # Roost with all the data on the two smallest tasks
   bench --tasks matbench_phonons,matbench_jdft2d --fractions 1 --strategies baseline,ts --student roost --teacher chgnet
 }
+phase_roost_head() {  # Roost on the two headline tasks with a quarter and all of the data
+  bench --tasks $HEAD --fractions 0.25,1 --strategies baseline,ts --student roost --teacher chgnet
+}
+phase_roost_more() {  # Roost with all the data on dielectric; Roost on expt_gap
+  bench --tasks matbench_dielectric --fractions 1 --strategies baseline,ts --student roost --teacher chgnet
+  bench --tasks matbench_expt_gap --fractions 0.05,0.25,1 --strategies baseline,ts --student roost --teacher chgnet
+}
+phase_mp2018_full() {  # CrabNet with all of the mp2018 training split (fold 0)
+  bench --tasks mp2018_e_form,mp2018_band_gap --fractions 1 --strategies baseline,ts --student crabnet --teacher chgnet \
+    --folds 0
+}
+phase_transfer_d1() {  # step 1 on more of mp2018: 20,000 structures (folds 0-1), all of it (every fold)
+  local sizes=benchmarks/results/transfer_size
+  cpu_bench --structure-library "$MP2018" --pretrain-max 20000 --tasks matbench_log_gvrh --fractions 0.05 \
+    --folds 0,1 --strategies transfer --student crabnet --teacher chgnet --out $sizes/max_20000
+  cpu_bench --structure-library "$MP2018" --pretrain-max 0 --tasks matbench_log_gvrh --fractions 0.05 \
+    --strategies transfer --student crabnet --teacher chgnet --out $sizes/max_all
+}
 phase_report() {
-  "$MTS" report benchmarks/results/ts_5pct_chgnet "$OUT" benchmarks/results/alpha_sweep/* --out docs/results
+  local runs=(benchmarks/results/ts_5pct_chgnet "$OUT" benchmarks/results/alpha_sweep/* benchmarks/results/transfer_size/*)
+  "$MTS" report "${runs[@]}" --out docs/results
   .venv/bin/python benchmarks/headline.py docs/results/summary.csv > docs/results/headline.md
   OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/teacher_diagnostics.py \
     --tasks $HEAD,$SMALL,mp2018_e_form,mp2018_band_gap --out benchmarks/results/teacher_diagnostics.csv
+  .venv/bin/python benchmarks/bar_check.py --diagnostics benchmarks/results/teacher_diagnostics.csv "${runs[@]}" \
+    > docs/results/bar.md
 }
 
-PHASES=(embed alpha alpha_rule small transfer full_gvrh quarter small_full alignn mp2018 expt_gap steels full_perov roost roost_full report)
+PHASES=(embed alpha alpha_rule small transfer full_gvrh quarter small_full alignn mp2018 expt_gap steels full_perov roost roost_full roost_head roost_more mp2018_full transfer_d1
+        report)
 for phase in "${@:-${PHASES[@]}}"; do
   echo "=== phase $phase ($(date +%H:%M:%S))"
   "phase_$phase" || echo "=== phase $phase FAILED"

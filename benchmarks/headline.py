@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/headline.py docs/results/summary.csv
 
 Per task, student, teacher and fraction: the baseline, every teacher strategy's MAE (mean ± std over
-folds, relative change, folds where it beat the baseline), the teacher's MAE, the reachable floor (max of composition floor and teacher
-MAE) and the fraction of the gap to it that ``ts`` closed.
+folds, relative change, folds where it beat the baseline, paired t-test p over folds), the teacher's
+MAE, the reachable floor (max of composition floor and teacher MAE) and the fraction of the gap to it
+that ``ts`` closed.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ ORDER = ["ts", "ts-no-step1", "step1-only", "transfer", "transfer-fold"]
 def cell(row: pd.Series) -> str:
     text = f"{row.mae_mean:.4g} ± {row.mae_std:.2g}"
     if np.isfinite(row.gain_vs_baseline):
-        text += f" ({-100 * row.gain_vs_baseline:+.1f} %, {row.folds_better:.0f}/{row.folds_paired:.0f})"
+        text += f" ({-100 * row.gain_vs_baseline:+.1f} %, {row.folds_better:.0f}/{row.folds_paired:.0f}"
+        text += f", p={row.p_paired:.2g})" if np.isfinite(row.p_paired) else ")"
     return text
 
 
 def headline(summary: pd.DataFrame) -> str:
     summary = summary[~summary["strategy"].str.contains("alpha=")]
-    strategies = [s for s in ORDER if s in set(summary["strategy"])]
+    present = set(summary["strategy"])
+    strategies = [s for s in ORDER if s in present] + sorted(s for s in present if s.startswith("transfer D1="))
     header = ["task", "student", "teacher", "fraction", "folds", "baseline", *strategies, "teacher MAE",
               "reachable floor", "ts: gap closed"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

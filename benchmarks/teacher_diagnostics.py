@@ -4,6 +4,9 @@ For each task and training fraction (official folds, the harness's nested fracti
 on the frozen CHGNet embeddings (read from the teacher cache: run ``matbench-ts embed`` first):
 
 * ``probe_structure``: ridge on each row's own teacher embedding (the teacher's MAE in the reports);
+* ``probe_structure_kernel`` / ``probe_formula_mean_kernel``: the same with an RBF kernel ridge
+  (alpha and gamma chosen by 5-fold CV on the training rows), a stronger read-out of what the frozen
+  teacher knows; only up to ``--kernel-max-train`` training rows (cubic cost), else empty;
 * ``probe_formula_mean``: ridge on the mean teacher embedding of the row's reduced formula (over all
   rows of the task). This is the most a student could take from the teacher: a composition model
   can only map a formula to one embedding, so polymorph-specific knowledge is out of its reach.
@@ -25,17 +28,29 @@ import argparse
 
 import numpy as np
 import pandas as pd
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from matbench_ts.bench.data import composition_floor, fraction_indices, load_task, reduced_formula
 from matbench_ts.bench.runner import ridge_probe
 from matbench_ts.cache import TeacherCache
 from matbench_ts.teachers.chgnet import CHGNetTeacher
 
 
-def ridge_mae(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
-    return float(np.mean(np.abs(ridge_probe().fit(x_train, y_train).predict(x_test) - y_test)))
+def kernel_probe() -> GridSearchCV:
+    """RBF kernel ridge on standardised embeddings, regularisation and width chosen by 5-fold CV."""
+    return GridSearchCV(make_pipeline(StandardScaler(), KernelRidge(kernel="rbf")),
+                        {"kernelridge__alpha": np.logspace(-3, 0, 4), "kernelridge__gamma": np.logspace(-4, -1, 7)},
+                        cv=5, scoring="neg_mean_absolute_error")
 
 
-def diagnose(task_name: str, fractions: list[float], folds: list[int], data_dir: str | None) -> list[dict]:
+def probe_mae(probe, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
+    return float(np.mean(np.abs(probe().fit(x_train, y_train).predict(x_test) - y_test)))
+
+
+def diagnose(task_name: str, fractions: list[float], folds: list[int], data_dir: str | None,
+             kernel_max_train: int) -> list[dict]:
     task = load_task(task_name, data_dir)
     rows_with = np.flatnonzero(task.frame["structure"].notna().to_numpy())
     teacher = CHGNetTeacher()
@@ -55,10 +70,15 @@ def diagnose(task_name: str, fractions: list[float], folds: list[int], data_dir:
         train_all, test = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
         for fraction in fractions:
             train = train_all[fraction_indices(len(train_all), fraction, task=task.name, fold=fold, seed=0)]
+            kernel = len(train) <= kernel_max_train
             out.append(dict(
                 task=task.name, fold=fold, fraction=fraction, n_train=len(train),
-                probe_structure=ridge_mae(emb[train], y[train], emb[test], y[test]),
-                probe_formula_mean=ridge_mae(mean_emb[train], y[train], mean_emb[test], y[test]),
+                probe_structure=probe_mae(ridge_probe, emb[train], y[train], emb[test], y[test]),
+                probe_formula_mean=probe_mae(ridge_probe, mean_emb[train], y[train], mean_emb[test], y[test]),
+                probe_structure_kernel=probe_mae(kernel_probe, emb[train], y[train], emb[test], y[test])
+                if kernel else np.nan,
+                probe_formula_mean_kernel=probe_mae(kernel_probe, mean_emb[train], y[train], mean_emb[test], y[test])
+                if kernel else np.nan,
                 composition_floor=floor,
                 dummy=float(np.mean(np.abs(y[test] - y[train].mean()))), emb_variance_formula=between,
             ))
@@ -72,16 +92,18 @@ def main() -> None:
     parser.add_argument("--fractions", default="0.05,0.25,1")
     parser.add_argument("--folds", default="0,1,2,3,4")
     parser.add_argument("--data-dir")
+    parser.add_argument("--kernel-max-train", type=int, default=2000, help="largest training set for kernel probes")
     parser.add_argument("--out", default="benchmarks/results/teacher_diagnostics.csv")
     args = parser.parse_args()
     rows = []
     for name in args.tasks.split(","):
         rows += diagnose(name, [float(f) for f in args.fractions.split(",")],
-                         [int(f) for f in args.folds.split(",")], args.data_dir)
+                         [int(f) for f in args.folds.split(",")], args.data_dir, args.kernel_max_train)
     table = pd.DataFrame(rows)
     table.to_csv(args.out, index=False)
-    summary = table.groupby(["task", "fraction"])[["probe_structure", "probe_formula_mean", "composition_floor",
-                                                   "dummy", "emb_variance_formula"]].mean()
+    summary = table.groupby(["task", "fraction"])[["probe_structure", "probe_structure_kernel", "probe_formula_mean",
+                                                   "probe_formula_mean_kernel", "composition_floor", "dummy",
+                                                   "emb_variance_formula"]].mean()
     print(summary.round(4).to_string())
 
 

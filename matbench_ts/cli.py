@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--source", default="auto", choices=["auto", "local", "matbench"],
                        help="local files, the official matbench package, or local when found")
     bench.add_argument("--pretrain-library", help="step-1 structures of 'transfer' (default --structure-library)")
-    bench.add_argument("--pretrain-max", type=int, default=5000, help="library structures sampled for 'transfer'")
+    bench.add_argument("--pretrain-max", type=int, default=5000,
+                       help="library structures sampled for 'transfer' (0: all of them)")
     bench.add_argument("--no-predictions", action="store_true", help="do not store test predictions in run files")
     bench.add_argument("--n-embed", type=int, default=500, help="test rows whose embeddings are saved (t-SNE)")
     bench.add_argument("--inner-validation", type=float, default=0.0, metavar="SHARE",

@@ -262,6 +262,17 @@ def test_report_tables_plots_and_tsne(grid, tmp_path):
     assert "LEAKY" in page and "| crabnet | chgnet | ts | 1 |" in page
 
 
+def test_paired_p_value_separates_a_consistent_shift_from_fold_noise():
+    from matbench_ts.bench.report import paired_p_value
+
+    base = np.array([0.40, 0.45, 0.38, 0.50, 0.42])
+    shifted = pd.DataFrame({"mae": base - 0.02 + [0.001, -0.001, 0.002, 0.0, -0.002], "mae_base": base})
+    noisy = pd.DataFrame({"mae": base + [0.03, -0.03, 0.02, -0.025, 0.004], "mae_base": base})
+    assert paired_p_value(shifted) < 0.01
+    assert paired_p_value(noisy) > 0.5
+    assert np.isnan(paired_p_value(shifted.head(2)))  # too few folds to tell
+
+
 def test_leaderboard_references():
     board = json.loads((DATA / "leaderboard" / "matbench_v0.1_mean_scores.json").read_text())
     refs = leaderboard_refs(board, "matbench_perovskites")
@@ -405,7 +416,7 @@ def test_inner_validation_scores_inside_the_training_fold(tmp_path, cache_dir):
         tiny_config(tmp_path / "bad", cache_dir, inner_validation=1.0)
 
 
-def test_strategy_labels_keep_alpha_rules_apart():
+def test_strategy_labels_keep_alpha_rules_and_step1_libraries_apart():
     from matbench_ts.estimator import AUTO_ALPHA_RULE
 
     other = {"auto-init": "auto-step2", "auto-step2": "auto-init"}[AUTO_ALPHA_RULE]
@@ -413,5 +424,10 @@ def test_strategy_labels_keep_alpha_rules_apart():
     assert strategy_label({"strategy": "ts", "alpha_rule": other}) == f"ts alpha={other}"
     assert strategy_label({"strategy": "ts", "alpha_rule": 0.3}) == "ts alpha=0.3"
     assert strategy_label({"strategy": "ts-no-step1", "alpha_rule": other}) == "ts-no-step1"
+    # a larger step-1 library than the default is another strategy in the tables
+    transfer = {"strategy": "transfer", "alpha_rule": AUTO_ALPHA_RULE}
+    assert strategy_label(transfer, pretrain_max=5000) == strategy_label(transfer) == "transfer"
+    assert strategy_label(transfer, pretrain_max=0) == "transfer D1=all"
+    assert strategy_label({**transfer, "alpha_rule": 1.0}, pretrain_max=20000) == "transfer D1=20000 alpha=1"
     legacy = strategy_label({"strategy": "ts", "params": {}})  # written before alpha_rule: "auto" was auto-step2
     assert legacy == ("ts" if AUTO_ALPHA_RULE == "auto-step2" else "ts alpha=auto-step2")

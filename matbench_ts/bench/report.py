@@ -3,7 +3,8 @@ t-SNE maps of student embeddings with and without the teacher, next to the teach
 
 Columns of the table (one row per task x student x teacher x strategy x fraction):
 ``mae_mean``/``mae_std`` over folds (and seeds), ``gain_vs_baseline`` = relative MAE drop against the
-baseline of the same student and fraction, ``teacher_mae`` (the teacher's own test MAE, from its
+baseline of the same student and fraction, ``folds_better``/``folds_paired`` and ``p_paired`` (paired
+t-test over folds against that baseline), ``teacher_mae`` (the teacher's own test MAE, from its
 ``predict`` or a ridge probe on its embeddings), ``composition_floor`` (see
 :func:`~matbench_ts.bench.data.composition_floor`), ``gap_closed`` =
 ``(MAE_base - MAE) / (MAE_base - max(floor, MAE_teacher))`` (left empty when that denominator is below
@@ -34,48 +35,62 @@ MIN_ROOM = 0.05
 TABLE_COLUMNS = [
     "task", "student", "teacher", "strategy", "fraction", "n_runs", "n_train", "mae_mean", "mae_std",
     "rmse_mean", "dummy_mae", "alpha_mean", "baseline_mae", "gain_vs_baseline", "folds_better", "folds_paired",
-    "teacher_mae",
+    "p_paired", "teacher_mae",
     "composition_floor", "gap_closed", "leaky", "fit_time_s", "leaderboard_crabnet", "leaderboard_best_composition",
     "leaderboard_best_composition_name",
 ]
 
 
 # ----------------------------------------------------------------------------- loading
-def strategy_label(d: dict[str, Any]) -> str:
+def strategy_label(d: dict[str, Any], pretrain_max: int | None = None) -> str:
     """The run's strategy, with its alpha when it was not the current ``"auto"`` rule (``ts alpha=0.3``,
-    ``ts alpha=auto-step2``): alpha sweeps and runs made under another rule stay apart."""
+    ``ts alpha=auto-step2``) and, for ``transfer``, its step-1 library size when it was not the default
+    (``transfer D1=all``): alpha sweeps, runs made under another rule and larger step-1 sets stay apart."""
     from ..estimator import ALPHA_RULES, AUTO_ALPHA_RULE
+    from .runner import BenchConfig
 
+    strategy = d["strategy"]
+    default_max = BenchConfig.__dataclass_fields__["pretrain_max"].default
+    if strategy == "transfer" and pretrain_max is not None and pretrain_max != default_max:
+        strategy += f" D1={pretrain_max or 'all'}"
     # Runs written before ``alpha_rule`` was recorded used "auto" = "auto-step2".
     rule = d.get("alpha_rule", (d.get("params") or {}).get("alpha", "auto"))
     rule = "auto-step2" if rule == "auto" else rule
     if d["strategy"] in ("baseline", "step1-only") or rule == AUTO_ALPHA_RULE:
-        return d["strategy"]
+        return strategy
     if d["strategy"] == "ts-no-step1" and rule in ALPHA_RULES:
-        return d["strategy"]  # without step 1 both rules measure at the same point
-    return f"{d['strategy']} alpha={rule:g}" if isinstance(rule, (int, float)) else f"{d['strategy']} alpha={rule}"
+        return strategy  # without step 1 both rules measure at the same point
+    return f"{strategy} alpha={rule:g}" if isinstance(rule, (int, float)) else f"{strategy} alpha={rule}"
 
 
 def _run_dirs(run_dir: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(run_dir)] if isinstance(run_dir, (str, Path)) else [Path(d) for d in run_dir]
 
 
+def _result_row(path: Path, pretrain_max: int | None) -> list[dict[str, Any]]:
+    """The scalar fields of one finished run file (an empty list for an unfinished one)."""
+    d = json.loads(path.read_text())
+    if d.get("status") != "done":
+        return []
+    return [{
+        "task": d["task"], "student": d["student"], "teacher": d["teacher"] or "none",
+        "strategy": strategy_label(d, pretrain_max), "fraction": d["fraction"], "fold": d["fold"], "seed": d["seed"],
+        "mae": d["mae"], "rmse": d["rmse"], "dummy_mae": d["dummy_mae"], "n_train": d["n_train"],
+        "alpha": d["alpha"], "teacher_mae": np.nan if d.get("teacher_mae") is None else d["teacher_mae"],
+        "leaky": d["teacher_info"].get("leaky"), "wall_time_s": d["wall_time_s"],
+        "fit_time_s": d.get("fit_time_s", np.nan), "path": str(path),
+    }]
+
+
 def load_results(run_dir: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     """One row per finished run (the scalar fields of each ``runs/**/*.json``) of one or more
     run directories; a run present in two of them is an error."""
     rows = []
-    for path in sorted(p for d in _run_dirs(run_dir) for p in Path(d, "runs").rglob("*.json")):
-        d = json.loads(path.read_text())
-        if d.get("status") != "done":
-            continue
-        rows.append({
-            "task": d["task"], "student": d["student"], "teacher": d["teacher"] or "none",
-            "strategy": strategy_label(d), "fraction": d["fraction"], "fold": d["fold"], "seed": d["seed"],
-            "mae": d["mae"], "rmse": d["rmse"], "dummy_mae": d["dummy_mae"], "n_train": d["n_train"],
-            "alpha": d["alpha"], "teacher_mae": np.nan if d.get("teacher_mae") is None else d["teacher_mae"],
-            "leaky": d["teacher_info"].get("leaky"), "wall_time_s": d["wall_time_s"],
-            "fit_time_s": d.get("fit_time_s", np.nan), "path": str(path),
-        })
+    for directory in _run_dirs(run_dir):
+        config = Path(directory, "config.json")
+        pretrain_max = json.loads(config.read_text()).get("pretrain_max") if config.exists() else None
+        for path in sorted(Path(directory, "runs").rglob("*.json")):
+            rows += _result_row(path, pretrain_max)
     frame = pd.DataFrame(rows)
     if len(frame):
         key = ["task", "student", "teacher", "strategy", "fraction", "fold", "seed"]
@@ -123,6 +138,16 @@ def leaderboard_refs(board: dict[str, Any], task: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- tables
+def paired_p_value(pairs: pd.DataFrame) -> float:
+    """Two-sided paired t-test of ``mae`` against ``mae_base`` over folds: below 0.05 the difference is
+    beyond fold noise. NaN with fewer than three folds or identical scores."""
+    from scipy.stats import ttest_rel
+
+    if len(pairs) < 3 or np.allclose(pairs["mae"], pairs["mae_base"]):
+        return np.nan
+    return float(ttest_rel(pairs["mae"], pairs["mae_base"]).pvalue)
+
+
 def summarize(
     results: pd.DataFrame, task_info: dict[str, dict[str, Any]], board: dict[str, Any] | None = None
 ) -> pd.DataFrame:
@@ -139,6 +164,7 @@ def summarize(
                            suffixes=("", "_base"))
     paired["better"] = paired["mae"] < paired["mae_base"]
     wins = paired.groupby(keys, dropna=False).agg(folds_better=("better", "sum"), folds_paired=("better", "size"))
+    wins["p_paired"] = paired.groupby(keys, dropna=False)[["mae", "mae_base"]].apply(paired_p_value)
     table = table.merge(wins.reset_index(), on=keys, how="left")
     base = table[table["strategy"] == "baseline"][["task", "student", "fraction", "mae_mean"]]
     base = base.rename(columns={"mae_mean": "baseline_mae"})
@@ -154,7 +180,7 @@ def summarize(
     table["gap_closed"] = np.where(has_room & (table["strategy"] != "baseline"), gap, np.nan)
     refs = pd.DataFrame([{"task": t, **leaderboard_refs(board or {}, t)} for t in table["task"].unique()])
     table = table.merge(refs, on="task", how="left") if len(refs) else table
-    table.loc[table["strategy"] == "baseline", ["gain_vs_baseline", "folds_better", "folds_paired"]] = np.nan
+    table.loc[table["strategy"] == "baseline", ["gain_vs_baseline", "folds_better", "folds_paired", "p_paired"]] = np.nan
     return table.reindex(columns=TABLE_COLUMNS).sort_values(keys[:4] + ["fraction"]).reset_index(drop=True)
 
 
