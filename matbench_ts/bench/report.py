@@ -3,7 +3,7 @@ t-SNE maps of student embeddings with and without the teacher, next to the teach
 
 Columns of the table (one row per task x student x teacher x strategy x fraction):
 ``mae_mean``/``mae_std`` over folds (and seeds), ``gain_vs_baseline`` = relative MAE drop against the
-baseline of the same student and fraction, ``folds_better``/``folds_paired`` and ``p_paired`` (paired
+baseline of the same student and fraction on the folds both ran, ``folds_better``/``folds_paired`` and ``p_paired`` (paired
 t-test over folds against that baseline), ``teacher_mae`` (the teacher's own test MAE, from its
 ``predict`` or a ridge probe on its embeddings), ``composition_floor`` (see
 :func:`~matbench_ts.bench.data.composition_floor`), ``gap_closed`` =
@@ -165,16 +165,16 @@ def summarize(
     paired["better"] = paired["mae"] < paired["mae_base"]
     wins = paired.groupby(keys, dropna=False).agg(folds_better=("better", "sum"), folds_paired=("better", "size"))
     wins["p_paired"] = paired.groupby(keys, dropna=False)[["mae", "mae_base"]].apply(paired_p_value)
-    table = table.merge(wins.reset_index(), on=keys, how="left")
-    base = table[table["strategy"] == "baseline"][["task", "student", "fraction", "mae_mean"]]
-    base = base.rename(columns={"mae_mean": "baseline_mae"})
-    table = table.merge(base, on=["task", "student", "fraction"], how="left")
-    table["gain_vs_baseline"] = (table["baseline_mae"] - table["mae_mean"]) / table["baseline_mae"]
+    # The gain compares the same folds: a cell that ran on fewer folds than its baseline is not
+    # credited with the baseline's other folds.
+    means = paired.groupby(keys, dropna=False).agg(paired_mae=("mae", "mean"), baseline_mae=("mae_base", "mean"))
+    table = table.merge(wins.join(means).reset_index(), on=keys, how="left")
+    table["gain_vs_baseline"] = (table["baseline_mae"] - table["paired_mae"]) / table["baseline_mae"]
     table["composition_floor"] = table["task"].map(lambda t: task_info.get(t, {}).get("composition_floor", np.nan))
     reference = np.fmax(table["composition_floor"].to_numpy(float), table["teacher_mae"].to_numpy(float))
     room = table["baseline_mae"].to_numpy(float) - reference
     with np.errstate(divide="ignore", invalid="ignore"):
-        gap = (table["baseline_mae"] - table["mae_mean"]).to_numpy(float) / room
+        gap = (table["baseline_mae"] - table["paired_mae"]).to_numpy(float) / room
     # Undefined when the baseline is already (nearly) as good as the reference: the ratio explodes.
     has_room = room > MIN_ROOM * table["baseline_mae"].to_numpy(float)
     table["gap_closed"] = np.where(has_room & (table["strategy"] != "baseline"), gap, np.nan)
@@ -208,6 +208,7 @@ def task_markdown(task: str, table: pd.DataFrame, info: dict[str, Any], plots: S
         "MAE": [f"{m:.4g} ± {s:.2g}" for m, s in zip(t["mae_mean"], t["mae_std"])],
         "gain vs baseline": [_fmt(100 * g, 3) + " %" if np.isfinite(g) else "" for g in t["gain_vs_baseline"]],
         "better folds": [f"{b:.0f}/{n:.0f}" if np.isfinite(n) else "" for b, n in zip(t["folds_better"], t["folds_paired"])],
+        "p (paired)": [f"{p:.2g}" if np.isfinite(p) else "" for p in t["p_paired"]],
         "teacher MAE": t["teacher_mae"], "gap closed": t["gap_closed"], "alpha": t["alpha_mean"],
         "fit s": t["fit_time_s"].round(), "runs": t["n_runs"], "leaky teacher": t["leaky"].map({True: "yes", False: "no"}).fillna("?"),
     })
