@@ -59,7 +59,7 @@ def cut_table(rows: pd.DataFrame) -> str:
 
 def verdict(row: pd.Series) -> str:
     if not np.isfinite(row.p_paired):
-        return "one fold: no test"
+        return "under 3 folds: no test"
     if row.p_paired >= NOISE_P:
         return "within fold noise"
     return "gain beyond noise" if row.gain_vs_baseline > 0 else "LOSS beyond noise"
