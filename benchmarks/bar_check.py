@@ -20,7 +20,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from matbench_ts.bench.report import load_results, load_task_info, summarize
+from matbench_ts.bench.report import load_results, load_task_info, summarize, with_baseline
 
 HEAD_TASKS = ("matbench_log_gvrh", "matbench_perovskites")
 CUT = 0.20  # the bar: at least 20 % below the baseline on every fold
@@ -29,10 +29,8 @@ NOISE_P = 0.05
 
 def per_fold_cut(results: pd.DataFrame, floors: dict[str, float], diagnostics: pd.DataFrame | None) -> pd.DataFrame:
     """One row per headline task x student x strategy x fold at 5 %: MAE, the 20 % cut, the reachable floor."""
-    small = results[results["task"].isin(HEAD_TASKS) & np.isclose(results["fraction"], 0.05)]
-    keys = ["task", "student", "fold", "seed"]
-    base = small[small["strategy"] == "baseline"][[*keys, "mae"]].rename(columns={"mae": "mae_base"})
-    rows = small[small["strategy"] != "baseline"].merge(base, on=keys)
+    small = with_baseline(results[results["task"].isin(HEAD_TASKS) & np.isclose(results["fraction"], 0.05)])
+    rows = small[small["strategy"] != "baseline"].copy()
     rows["cut"] = (1 - CUT) * rows["mae_base"]
     teacher = rows["teacher_mae"].to_numpy(float)
     if diagnostics is not None and "probe_structure_kernel" in diagnostics:

@@ -22,10 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 from matbench_ts import TSRegressor
-from matbench_ts.bench.data import fraction_indices, load_structure_library, load_task, reduced_formula
-from matbench_ts.bench.runner import BenchConfig, estimator_kwargs, ridge_probe
+from matbench_ts.bench.data import fraction_indices, load_task
+from matbench_ts.bench.runner import PRETRAIN_MAX, BenchConfig, estimator_kwargs, library_pretrain, ridge_probe
 from matbench_ts.cache import TeacherCache
-from matbench_ts.inputs import parse_structure
 from teacher_diagnostics import kernel_probe, probe_mae
 
 
@@ -34,9 +33,7 @@ def step1_student(task, train, train_all, test, library: str | None, library_max
     kwargs = estimator_kwargs(BenchConfig(out="-", tasks=[task.name], profile="cpu"), "crabnet", "chgnet", "ts", 0)
     kwargs.update(epochs=1, alpha=1e6, verbose=0)
     if library:
-        test_formulas = {reduced_formula(c) for c in task.compositions(test)}
-        pretrain, _ = load_structure_library(library).sample(library_max, 0, exclude_formulas=test_formulas)
-        pretrain = [parse_structure(s, i) for i, s in enumerate(pretrain)]
+        pretrain, _ = library_pretrain(library, library_max, 0, task.compositions(test))
     else:
         pretrain = [s for s in task.structures(train_all) if s is not None]
     return TSRegressor(**kwargs).fit(task.compositions(train), task.targets(train),
@@ -73,7 +70,7 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.05)
     parser.add_argument("--folds", default="0")
     parser.add_argument("--library", help="step 1 on this structure library instead of the training fold")
-    parser.add_argument("--library-max", type=int, default=5000)
+    parser.add_argument("--library-max", type=int, default=PRETRAIN_MAX, help="0: all of it")
     parser.add_argument("--out", default="benchmarks/results/student_probe.csv")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -93,7 +93,7 @@ def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .bench.runner import STRATEGIES
+    from .bench.runner import PRETRAIN_MAX, STRATEGIES
 
     parser = argparse.ArgumentParser(prog="matbench-ts",
                                      description="Does the teacher help on my task, and by how much?")
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--source", default="auto", choices=["auto", "local", "matbench"],
                        help="local files, the official matbench package, or local when found")
     bench.add_argument("--pretrain-library", help="step-1 structures of 'transfer' (default --structure-library)")
-    bench.add_argument("--pretrain-max", type=int, default=5000,
+    bench.add_argument("--pretrain-max", type=int, default=PRETRAIN_MAX,
                        help="library structures sampled for 'transfer' (0: all of them)")
     bench.add_argument("--no-predictions", action="store_true", help="do not store test predictions in run files")
     bench.add_argument("--n-embed", type=int, default=500, help="test rows whose embeddings are saved (t-SNE)")

@@ -47,11 +47,10 @@ def strategy_label(d: dict[str, Any], pretrain_max: int | None = None) -> str:
     ``ts alpha=auto-step2``) and, for ``transfer``, its step-1 library size when it was not the default
     (``transfer D1=all``): alpha sweeps, runs made under another rule and larger step-1 sets stay apart."""
     from ..estimator import ALPHA_RULES, AUTO_ALPHA_RULE
-    from .runner import BenchConfig
+    from .runner import PRETRAIN_MAX
 
     strategy = d["strategy"]
-    default_max = BenchConfig.__dataclass_fields__["pretrain_max"].default
-    if strategy == "transfer" and pretrain_max is not None and pretrain_max != default_max:
+    if strategy == "transfer" and pretrain_max is not None and pretrain_max != PRETRAIN_MAX:
         strategy += f" D1={pretrain_max or 'all'}"
     # Runs written before ``alpha_rule`` was recorded used "auto" = "auto-step2".
     rule = d.get("alpha_rule", (d.get("params") or {}).get("alpha", "auto"))
@@ -138,6 +137,14 @@ def leaderboard_refs(board: dict[str, Any], task: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- tables
+def with_baseline(results: pd.DataFrame) -> pd.DataFrame:
+    """Each run with ``mae_base``, the MAE of the same student's baseline on the same task, fraction,
+    fold and seed (runs without such a baseline are dropped)."""
+    fold_keys = ["task", "student", "fraction", "fold", "seed"]
+    base = results[results["strategy"] == "baseline"][[*fold_keys, "mae"]]
+    return results.merge(base, on=fold_keys, suffixes=("", "_base"))
+
+
 def paired_p_value(pairs: pd.DataFrame) -> float:
     """Two-sided paired t-test of ``mae`` against ``mae_base`` over folds: below 0.05 the difference is
     beyond fold noise. NaN with fewer than three folds or identical scores."""
@@ -159,16 +166,15 @@ def summarize(
         rmse_mean=("rmse", "mean"), dummy_mae=("dummy_mae", "mean"), alpha_mean=("alpha", "mean"),
         teacher_mae=("teacher_mae", "mean"), leaky=("leaky", "first"), fit_time_s=("fit_time_s", "mean"),
     ).reset_index()
-    fold_keys = ["task", "student", "fraction", "fold", "seed"]
-    paired = results.merge(results[results["strategy"] == "baseline"][[*fold_keys, "mae"]], on=fold_keys,
-                           suffixes=("", "_base"))
+    paired = with_baseline(results)
     paired["better"] = paired["mae"] < paired["mae_base"]
-    wins = paired.groupby(keys, dropna=False).agg(folds_better=("better", "sum"), folds_paired=("better", "size"))
-    wins["p_paired"] = paired.groupby(keys, dropna=False)[["mae", "mae_base"]].apply(paired_p_value)
     # The gain compares the same folds: a cell that ran on fewer folds than its baseline is not
     # credited with the baseline's other folds.
-    means = paired.groupby(keys, dropna=False).agg(paired_mae=("mae", "mean"), baseline_mae=("mae_base", "mean"))
-    table = table.merge(wins.join(means).reset_index(), on=keys, how="left")
+    groups = paired.groupby(keys, dropna=False)
+    wins = groups.agg(folds_better=("better", "sum"), folds_paired=("better", "size"),
+                      paired_mae=("mae", "mean"), baseline_mae=("mae_base", "mean"))
+    wins["p_paired"] = groups[["mae", "mae_base"]].apply(paired_p_value)
+    table = table.merge(wins.reset_index(), on=keys, how="left")
     table["gain_vs_baseline"] = (table["baseline_mae"] - table["paired_mae"]) / table["baseline_mae"]
     table["composition_floor"] = table["task"].map(lambda t: task_info.get(t, {}).get("composition_floor", np.nan))
     reference = np.fmax(table["composition_floor"].to_numpy(float), table["teacher_mae"].to_numpy(float))

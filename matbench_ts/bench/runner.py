@@ -53,6 +53,8 @@ STRATEGIES: dict[str, str] = {
     "transfer-fold": "step 1 on every structure of the training fold (targets of rows outside the fraction "
                      "unused), then step 2",
 }
+#: Library structures that ``transfer`` runs step 1 on by default (0 in a config: all of them).
+PRETRAIN_MAX = 5000
 STUDENTS = ("crabnet", "roost")
 TEACHERS = ("chgnet", "alignn")
 #: Config fields that may differ between runs into the same directory.
@@ -123,7 +125,7 @@ class BenchConfig:
     source: str = "auto"
     structure_library: str | None = None  # formula look-up for rows without a structure
     pretrain_library: str | None = None  # step-1 data of "transfer" (default: structure_library)
-    pretrain_max: int = 5000
+    pretrain_max: int = PRETRAIN_MAX
     save_predictions: bool = True
     n_embed: int = 500  # test rows whose student/teacher embeddings are saved (.npz)
     inner_validation: float = 0.0  # > 0: score on this share of each training fold, not on its test fold
@@ -430,6 +432,14 @@ def _dask_worker() -> str | None:
         return None
 
 
+def library_pretrain(library: str, n: int, seed: int, test_compositions: Any) -> tuple[list[Any], int]:
+    """Step-1 structures of ``transfer``: up to ``n`` seeded library structures (0: all) whose reduced
+    formula is not among the test rows', parsed; and how many library rows that exclusion removed."""
+    test_formulas = {reduced_formula(c) for c in test_compositions}
+    pretrain, n_excluded = load_structure_library(library).sample(n, seed, exclude_formulas=test_formulas)
+    return [parse_structure(s, i) for i, s in enumerate(pretrain)], n_excluded
+
+
 def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, Any]:
     from .. import TSRegressor, __version__
 
@@ -445,10 +455,9 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
     if kwargs["teacher"] is not None:
         fit_kwargs["structures"] = task.structures(train)
         if spec.strategy == "transfer":
-            library = load_structure_library(str(config.pretrain_library))
-            test_formulas = {reduced_formula(c) for c in task.compositions(test)}
-            pretrain, n_excluded = library.sample(config.pretrain_max, spec.seed, exclude_formulas=test_formulas)
-            fit_kwargs["pretrain_structures"], n_pretrain = [parse_structure(s, i) for i, s in enumerate(pretrain)], len(pretrain)
+            pretrain, n_excluded = library_pretrain(str(config.pretrain_library), config.pretrain_max, spec.seed,
+                                                    task.compositions(test))
+            fit_kwargs["pretrain_structures"], n_pretrain = pretrain, len(pretrain)
         elif spec.strategy == "transfer-fold":  # unlabelled structures of the whole training fold
             pretrain = [s for s in task.structures(train_all) if s is not None]
             fit_kwargs["pretrain_structures"], n_pretrain = pretrain, len(pretrain)
