@@ -50,6 +50,17 @@ def _alpha(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected {', '.join(ALPHA_NAMES)} or a number, got {text!r}") from None
 
 
+def _recipe(text: str) -> str | dict[str, Any]:
+    from .recipe import resolve_recipe
+
+    value = json.loads(text) if text.lstrip().startswith("{") else text
+    try:
+        resolve_recipe(value, "crabnet")
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``bench`` and ``submit``: data, models, training, execution."""
     data = parser.add_argument_group("data")
@@ -67,6 +78,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     for name, cast in (("epochs", int), ("epochs-step1", int), ("batch-size", int), ("patience", int),
                        ("learning-rate", float), ("beta", float), ("validation-fraction", float)):
         models.add_argument(f"--{name}", type=cast, help="overrides the preset")
+    models.add_argument("--recipe", type=_recipe, help="training recipe: auto (the student's published one), "
+                        "crabnet, roost, plain, or JSON overrides such as '{\"base\": \"crabnet\", \"swa\": false}'")
     models.add_argument("--alpha", type=_alpha, help="'auto', 'auto-init', 'auto-step2' or a number (overrides the preset)")
     models.add_argument("--mixed-precision", action="store_true",
                         help="train the student under autocast (bfloat16/float16; for GPUs)")
@@ -81,7 +94,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     names = ("epochs", "epochs_step1", "batch_size", "patience", "learning_rate", "beta", "validation_fraction",
-             "alpha")
+             "alpha", "recipe")
     return dict(
         profile=args.profile, student_params=args.student_params, teacher_params=args.teacher_params,
         estimator_params={**{n: getattr(args, n) for n in names if getattr(args, n) is not None},

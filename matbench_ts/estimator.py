@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from .device import resolve_device, seeded_torch
 from .inputs import check_structures_match, check_targets, parse_structures, split_inputs
 from .students import Student, make_student
 from .teachers import frozen_cache_id, make_teacher
+from .recipe import Recipe, resolve_recipe
 from .training import Rows, StepConfig, StudentWithProjection, balancing_alpha, train_step
 
 #: The measured alpha rules; ``alpha="auto"`` means :data:`AUTO_ALPHA_RULE`.
@@ -55,12 +57,22 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         Maximum epochs of step 2 (knowledge guidance; the only step of the baseline).
     epochs_step1 : int
         Maximum epochs of step 1 (knowledge transfer: embedding loss only). 0 skips it.
-    learning_rate, batch_size, weight_decay : training settings of both steps (AdamW).
+    recipe : "auto", "crabnet", "roost", "plain" or dict
+        How the student learns (loss, optimiser, learning-rate schedule, weight averaging, input
+        noise): ``"auto"`` is the student's own published recipe (CrabNet: RobustL1 with a log-std
+        head, Lamb + Lookahead, cyclic learning rate, stochastic weight averaging, fractional
+        noise; Roost: RobustL1, AdamW); ``"plain"`` is AdamW with an L1 loss and early stopping.
+        A dict overrides fields of a base: ``{"base": "crabnet", "swa": False}``. See
+        :class:`matbench_ts.recipe.Recipe`; after ``fit``, ``recipe_`` holds the one used.
+    learning_rate, batch_size, weight_decay : float, int, float or None
+        Override the recipe's (for the cyclic schedule, ``learning_rate`` is its peak);
+        ``batch_size=None`` follows the recipe (CrabNet's grows with the number of rows).
     validation_fraction : float
-        Share of the training rows held out for early stopping (and of
+        Share of the training rows held out for early stopping and weight averaging (and of
         ``pretrain_structures`` in step 1).
     patience : int
-        Epochs without validation improvement before a step stops; the best epoch is kept.
+        Without weight averaging: epochs without validation improvement before a step stops;
+        the best epoch is kept.
     cache_dir : str, optional
         Where teacher embeddings and fitted teachers are cached
         (default ``$MATBENCH_TS_CACHE`` or ``~/.cache/matbench_ts``).
@@ -87,9 +99,10 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         beta: float = 1.0,
         epochs: int = 300,
         epochs_step1: int = 100,
-        learning_rate: float = 5e-4,
-        batch_size: int = 128,
-        weight_decay: float = 0.0,
+        recipe: str | dict[str, Any] = "auto",
+        learning_rate: float | None = None,
+        batch_size: int | None = None,
+        weight_decay: float | None = None,
         validation_fraction: float = 0.1,
         patience: int = 30,
         cache_dir: str | None = None,
@@ -106,6 +119,7 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         self.beta = beta
         self.epochs = epochs
         self.epochs_step1 = epochs_step1
+        self.recipe = recipe
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.weight_decay = weight_decay
@@ -132,12 +146,28 @@ class TSRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"alpha must be {', '.join(map(repr, ALPHA_NAMES))} or a number >= 0, got {self.alpha!r}")
         if self.beta < 0 or (not measured and self.alpha + self.beta == 0):
             raise ValueError(f"need beta >= 0 and alpha + beta > 0, got alpha={self.alpha!r}, beta={self.beta!r}")
-        for name in ("epochs", "epochs_step1", "batch_size", "patience"):
+        for name in ("epochs", "epochs_step1", "patience"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < (1 if name == "batch_size" else 0):
+            if not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.batch_size is not None and (not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
+        for name in ("learning_rate", "weight_decay"):
+            value = getattr(self, name)
+            positive = name == "learning_rate"
+            if value is not None and not (isinstance(value, (int, float)) and np.isfinite(value)
+                                          and (value > 0 if positive else value >= 0)):
+                raise ValueError(f"{name} must be None or a finite number {'>' if positive else '>='} 0, got {value!r}")
+        self._recipe()
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
+
+    def _recipe(self) -> Recipe:
+        """The recipe in force: ``recipe`` resolved for the student, with ``weight_decay`` applied."""
+        recipe = resolve_recipe(self.recipe, self.student)
+        if self.weight_decay is not None:
+            recipe = dataclasses.replace(recipe, weight_decay=float(self.weight_decay))
+        return recipe
 
     def fit(
         self,
@@ -239,16 +269,17 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         model = StudentWithProjection(student, teacher_dim).to(device)
         rows = Rows(student.encode(compositions), y_scaled, teacher_emb)
         rng = np.random.default_rng(self.random_state)
-        step = dict(learning_rate=self.learning_rate, batch_size=self.batch_size,
-                    weight_decay=self.weight_decay, patience=self.patience, verbose=self.verbose,
-                    amp=bool(self.mixed_precision))
+        recipe = self.recipe_ = self._recipe()
+        step = dict(recipe=recipe, learning_rate=float(self.learning_rate or recipe.learning_rate),
+                    patience=self.patience, verbose=self.verbose, amp=bool(self.mixed_precision))
+        batch_size = lambda n_rows: self.batch_size or recipe.batch_size_for(n_rows)  # noqa: E731
         self.history_ = []
         train, val = rows.subset(train_idx), rows.subset(val_idx)
         rule = self.alpha_rule_ = AUTO_ALPHA_RULE if self.alpha == "auto" else self.alpha
         if not has_teacher_rows:
             self.alpha_ = 0.0
         elif rule == "auto-init":  # measured on the untrained student (before step 1)
-            self.alpha_ = balancing_alpha(model, train, self.beta, self.batch_size * 4, device)
+            self.alpha_ = balancing_alpha(model, train, self.beta, batch_size(len(train)) * 4, device)
         elif rule != "auto-step2":
             self.alpha_ = float(rule)
         if teacher_dim is not None and self.epochs_step1 > 0:
@@ -259,16 +290,17 @@ class TSRegressor(RegressorMixin, BaseEstimator):
             else:
                 no_y = Rows(rows.items, None, teacher_emb)
                 step1_train, step1_val = no_y.subset(train_idx), no_y.subset(val_idx)
-            config = StepConfig("step 1", self.epochs_step1, 1.0, 0.0, **step)
+            config = StepConfig("step 1", self.epochs_step1, 1.0, 0.0, batch_size=batch_size(len(step1_train)), **step)
             self.history_ += train_step(model, step1_train, step1_val, config, device, rng)
         if has_teacher_rows and rule == "auto-step2":  # measured after step 1
-            self.alpha_ = balancing_alpha(model, train, self.beta, self.batch_size * 4, device)
-        config = StepConfig("step 2", self.epochs, self.alpha_, float(self.beta), **step)
+            self.alpha_ = balancing_alpha(model, train, self.beta, batch_size(len(train)) * 4, device)
+        config = StepConfig("step 2", self.epochs, self.alpha_, float(self.beta), batch_size=batch_size(len(train)), **step)
         self.history_ += train_step(model, train, val, config, device, rng)
         self.model_ = model.cpu().eval()
 
     # -------------------------------------------------------------- predict
-    def _student_outputs(self, X) -> tuple[np.ndarray, np.ndarray]:
+    def _student_outputs(self, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(embedding, scaled prediction, log_std)`` of each row."""
         check_is_fitted(self, "model_")
         compositions, _ = split_inputs(X)
         student = self.model_.student
@@ -276,20 +308,31 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         items = student.encode(compositions)
         device = resolve_device(self.device)
         model = self.model_.to(device).eval()
-        embs, preds = [], []
+        outputs = []
+        chunk = 1024
         try:
             with torch.no_grad():
-                for start in range(0, len(items), self.batch_size * 4):
-                    emb, pred = student(student.collate(items[start : start + self.batch_size * 4], device))
-                    embs.append(emb.cpu())
-                    preds.append(pred.cpu())
+                for start in range(0, len(items), chunk):
+                    outputs.append([t.cpu() for t in student(student.collate(items[start : start + chunk], device))])
         finally:
             self.model_ = model.cpu()
-        return torch.cat(embs).numpy(), torch.cat(preds).numpy()
+        return tuple(torch.cat(parts).numpy() for parts in zip(*outputs))
 
-    def predict(self, X: Sequence[str | Composition | Structure]) -> np.ndarray:
-        """Predict from compositions alone (formulas, Compositions or Structures)."""
-        return self._student_outputs(X)[1].astype(np.float64) * self.y_std_ + self.y_mean_
+    def predict(
+        self, X: Sequence[str | Composition | Structure], return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predict from compositions alone (formulas, Compositions or Structures).
+
+        With ``return_std=True``, also the predicted standard deviation of each row in target
+        units (the robust loss's log-std head, as CrabNet and Roost report it): ``(mean, std)``.
+        """
+        _, pred, log_std = self._student_outputs(X)
+        mean = pred.astype(np.float64) * self.y_std_ + self.y_mean_
+        if not return_std:
+            return mean
+        if self.recipe_.loss != "robust":
+            raise ValueError(f"return_std needs a recipe with the robust loss; this model used loss={self.recipe_.loss!r}")
+        return mean, np.exp(log_std.astype(np.float64)) * self.y_std_
 
     def transform(self, X: Sequence[str | Composition | Structure]) -> np.ndarray:
         """The student's embedding of each composition, ``(n, embedding_dim)``."""

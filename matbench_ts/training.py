@@ -2,7 +2,8 @@
 
 Step 1 (knowledge transfer) minimises ``L_emb = MSE(projection(student_emb), teacher_emb)``.
 Step 2 (knowledge guidance) minimises ``(alpha * L_emb + beta * L_target) / (alpha + beta)``,
-with ``L_target`` the L1 loss on standardised targets (Matbench scores MAE).
+with ``L_target`` the recipe's loss on standardised targets (crabnet's RobustL1, or L1); how the
+optimiser, schedule and weight averaging run is the :class:`~matbench_ts.recipe.Recipe`.
 Rows without a teacher embedding (NaN rows) are masked out of ``L_emb``.
 """
 
@@ -19,6 +20,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ._crabnet import SWA, Lamb, Lookahead, RobustL1, with_hook_state
+from .recipe import Recipe
 from .students.base import Student
 
 
@@ -30,9 +33,10 @@ class StudentWithProjection(nn.Module):
         self.student = student
         self.projection = nn.Linear(student.embedding_dim, teacher_dim) if teacher_dim else None
 
-    def forward(self, batch: Any) -> tuple[Tensor | None, Tensor]:
-        emb, pred = self.student(batch)
-        return (self.projection(emb) if self.projection is not None else None), pred
+    def forward(self, batch: Any) -> tuple[Tensor | None, Tensor, Tensor]:
+        """``(projected embedding or None, prediction, log_std)``."""
+        emb, pred, log_std = self.student(batch)
+        return (self.projection(emb) if self.projection is not None else None), pred, log_std
 
 
 @dataclass
@@ -72,10 +76,19 @@ class Losses:
         return self.target_sum / self.target_rows if self.target_rows else float("nan")
 
 
-def batch_losses(model: StudentWithProjection, rows: Rows, idx: Sequence[int], device: torch.device):
-    """``(L_emb, n_emb_rows, L_target, n_target_rows)`` of one batch, as tensors."""
+def batch_losses(
+    model: StudentWithProjection, rows: Rows, idx: Sequence[int], device: torch.device, *,
+    robust: bool = False, jitter: float = 0.0,
+) -> tuple[Tensor, int, Tensor, Tensor, int]:
+    """``(L_emb, n_emb_rows, L_target, MAE, n_target_rows)`` of one batch, as tensors.
+
+    ``L_target`` is crabnet's RobustL1 (prediction and log-std) when ``robust``, else the MAE;
+    ``jitter`` > 0 applies the student's training noise to the inputs.
+    """
     batch = model.student.collate([rows.items[i] for i in idx], device)
-    projected, pred = model(batch)
+    if jitter:
+        batch = model.student.augment(batch, jitter)
+    projected, pred, log_std = model(batch)
     pred = pred.float()  # losses in float32, also under mixed precision
     projected = None if projected is None else projected.float()
     zero = pred.sum() * 0.0
@@ -89,11 +102,12 @@ def batch_losses(model: StudentWithProjection, rows: Rows, idx: Sequence[int], d
         elif n_emb:
             has_t = torch.as_tensor(has, device=device)
             emb_loss = ((projected[has_t] - torch.as_tensor(teacher[has], device=device)) ** 2).mean()
-    target_loss, n_target = zero, 0
+    target_loss, mae, n_target = zero, zero, 0
     if rows.y is not None:
         y = torch.as_tensor(rows.y[idx], device=device, dtype=pred.dtype)
-        target_loss, n_target = (pred - y).abs().mean(), len(idx)
-    return emb_loss, n_emb, target_loss, n_target
+        mae, n_target = (pred - y).abs().mean(), len(idx)
+        target_loss = RobustL1(pred, log_std.float(), y) if robust else mae
+    return emb_loss, n_emb, target_loss, mae, n_target
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
@@ -116,16 +130,16 @@ def mixed_precision(device: torch.device, enabled: bool) -> Iterator[None]:
 def evaluate(
     model: StudentWithProjection, rows: Rows, batch_size: int, device: torch.device, amp: bool = False
 ) -> Losses:
-    """Mean losses over ``rows`` in eval mode (autocast when ``amp``)."""
+    """Mean losses over ``rows`` in eval mode (autocast when ``amp``); ``target`` is the MAE."""
     out = Losses()
     model.eval()
     with torch.no_grad(), mixed_precision(device, amp):
         for start in range(0, len(rows), batch_size):
             idx = np.arange(start, min(start + batch_size, len(rows)))
-            emb, n_emb, target, n_target = batch_losses(model, rows, idx, device)
+            emb, n_emb, _, mae, n_target = batch_losses(model, rows, idx, device)
             out.emb_sum += float(emb) * n_emb
             out.emb_rows += n_emb
-            out.target_sum += float(target) * n_target
+            out.target_sum += float(mae) * n_target
             out.target_rows += n_target
     return out
 
@@ -138,12 +152,23 @@ class StepConfig:
     epochs: int
     alpha: float  # weight of L_emb
     beta: float  # weight of L_target
-    learning_rate: float
+    recipe: Recipe
+    learning_rate: float  # the peak (cyclic schedule) or constant rate
     batch_size: int
-    weight_decay: float
-    patience: int
+    patience: int  # epochs without progress that stop a step trained without SWA
     verbose: int
     amp: bool = False  # mixed precision (autocast) in both the training and the validation passes
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe, learning_rate: float) -> torch.optim.Optimizer:
+    """The recipe's optimiser: Lamb in Lookahead (crabnet) or AdamW, wrapped in crabnet's SWA."""
+    if recipe.optimizer == "lamb":
+        optimizer = with_hook_state(Lookahead(Lamb(model.parameters(), lr=learning_rate,
+                                                   weight_decay=recipe.weight_decay), alpha=0.5, k=6))
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=recipe.weight_decay,
+                                      foreach=True)
+    return with_hook_state(SWA(optimizer)) if recipe.swa else optimizer
 
 
 def train_step(
@@ -154,27 +179,38 @@ def train_step(
     device: torch.device,
     rng: np.random.Generator,
 ) -> list[dict[str, float]]:
-    """Train for ``config.epochs`` with early stopping on the validation loss; keep the best weights.
+    """Train one step; returns the per-epoch history.
 
-    The monitored loss is ``L_target`` when ``beta > 0`` (what we predict), else ``L_emb``.
-    Returns the per-epoch history.
+    The monitored validation score is the MAE when ``beta > 0`` (what we predict), else ``L_emb``.
+    With the recipe's SWA (crabnet's), snapshots at the minima of the cyclic learning rate within
+    1 % of the best score are averaged, ``patience_cycles`` cycles that add none stop the step,
+    and the average is the result. Without it, the best epoch is kept and ``patience`` epochs
+    without progress stop the step. A non-finite training loss raises ``FloatingPointError``.
     """
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True
-    )
+    recipe = config.recipe
+    optimizer = make_optimizer(model, recipe, config.learning_rate)
+    scheduler = None
+    if recipe.cycle_epochs:
+        batches = -(-len(train) // config.batch_size)
+        scheduler = torch.optim.lr_scheduler.CyclicLR(
+            optimizer, base_lr=min(recipe.base_learning_rate, config.learning_rate), max_lr=config.learning_rate,
+            step_size_up=max(1, recipe.cycle_epochs * batches // 2), cycle_momentum=False,
+        )
     # float16 gradients can underflow: scale them (a no-op with bfloat16 or without amp)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and autocast_dtype(device) == torch.float16)
     total = config.alpha + config.beta
     monitor = "target" if config.beta > 0 else "emb"
-    best, best_state, since_best, history = np.inf, None, 0, []
+    robust = recipe.loss == "robust" and config.beta > 0
+    best, best_state, since_best, history, averaged, dry_cycles = np.inf, None, 0, [], 0, 0
     bar = tqdm(range(config.epochs), desc=config.name, disable=config.verbose < 1, leave=False)
     for epoch in bar:
         model.train()
         order = rng.permutation(len(train))
+        epoch_loss = torch.zeros((), device=device)
         for start in range(0, len(train), config.batch_size):
             idx = order[start : start + config.batch_size]
             with mixed_precision(device, config.amp):
-                emb, n_emb, target, n_target = batch_losses(model, train, idx, device)
+                emb, _, target, _, _ = batch_losses(model, train, idx, device, robust=robust, jitter=recipe.jitter)
             loss = (config.alpha * emb + config.beta * target) / total
             if not loss.requires_grad:  # a batch with nothing to learn from
                 continue
@@ -182,23 +218,42 @@ def train_step(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if scheduler is not None:
+                scheduler.step()
+            epoch_loss += loss.detach()
+        if not torch.isfinite(epoch_loss):  # one host sync per epoch
+            raise FloatingPointError(
+                f"{config.name}: the training loss became non-finite in epoch {epoch + 1} "
+                f"(learning_rate={config.learning_rate:g}, alpha={config.alpha:g}, beta={config.beta:g}); "
+                "lower the learning rate"
+            )
         val_losses = evaluate(model, val, config.batch_size * 4, device, config.amp)
         score = getattr(val_losses, monitor)
         history.append({"step": config.name, "epoch": epoch, "val_emb": val_losses.emb, "val_target": val_losses.target})
         bar.set_postfix(val_emb=f"{val_losses.emb:.4f}", val_target=f"{val_losses.target:.4f}")
-        if score < best - 1e-6 or best_state is None:
+        if recipe.swa:
+            if (epoch + 1) % recipe.cycle_epochs:
+                continue
+            optimizer.update_swa(score)  # crabnet's rule: reset on a 2 % gain, average within 1 % of the best
+            averaged += optimizer.minimum_found
+            dry_cycles = 0 if optimizer.minimum_found else dry_cycles + 1
+            if dry_cycles >= recipe.patience_cycles:
+                break
+        elif score < best - 1e-6 or best_state is None:
             best, best_state, since_best = score, copy.deepcopy(model.state_dict()), 0
         else:
             since_best += 1
             if since_best >= config.patience:
                 break
-    if best_state is not None:
+    if recipe.swa and averaged:
+        optimizer.swap_swa_sgd()
+    elif best_state is not None:
         model.load_state_dict(best_state)
     return history
 
 
 def balancing_alpha(model: StudentWithProjection, rows: Rows, beta: float, batch_size: int, device: torch.device) -> float:
-    """The alpha at which ``alpha * L_emb`` equals ``beta * L_target`` on ``rows`` (the paper's rule)."""
+    """The alpha at which ``alpha * L_emb`` equals ``beta * MAE`` on ``rows`` (the paper's rule)."""
     losses = evaluate(model, rows, batch_size, device)
     if not losses.emb_rows or not np.isfinite(losses.emb) or losses.emb <= 0:
         return 0.0

@@ -104,8 +104,8 @@ def test_masked_embedding_loss_ignores_rows_without_teacher():
     teacher[[1, 3]] = np.nan
     rows = Rows(model.student.encode(comps), None, teacher)
     with torch.no_grad():
-        emb, n_emb, _, _ = batch_losses(model, rows, np.arange(4), torch.device("cpu"))
-        kept, n_kept, _, _ = batch_losses(model, Rows(rows.items, None, teacher), np.array([0, 2]), torch.device("cpu"))
+        emb, n_emb, *_ = batch_losses(model, rows, np.arange(4), torch.device("cpu"))
+        kept, n_kept, *_ = batch_losses(model, Rows(rows.items, None, teacher), np.array([0, 2]), torch.device("cpu"))
     assert n_emb == 2 and n_kept == 2
     assert float(emb) == pytest.approx(float(kept), rel=1e-6)
 

@@ -440,6 +440,28 @@ def library_pretrain(library: str, n: int, seed: int, test_compositions: Any) ->
     return [parse_structure(s, i) for i, s in enumerate(pretrain)], n_excluded
 
 
+def _has_std(model: Any) -> bool:
+    """Whether the fitted model predicts a standard deviation (its recipe trains the log-std head)."""
+    return model.recipe_.loss == "robust"
+
+
+def calibration(y_true: np.ndarray, y_pred: np.ndarray, y_std: np.ndarray) -> dict[str, float]:
+    """How well predicted standard deviations match the errors.
+
+    ``spearman``: rank correlation of |error| with std; ``coverage_95``: share of rows within
+    +-1.96 std (0.95 when calibrated); ``miscalibration_area``: mean |observed - expected| share
+    inside the central Gaussian intervals over 99 confidence levels (0 when calibrated).
+    """
+    from scipy.stats import norm, spearmanr
+
+    err = np.abs(np.asarray(y_pred) - np.asarray(y_true))
+    z = err / np.maximum(np.asarray(y_std), 1e-12)
+    levels = np.linspace(0.01, 0.99, 99)
+    observed = np.array([np.mean(z <= norm.ppf(0.5 + p / 2)) for p in levels])
+    return {"spearman": float(spearmanr(err, y_std).statistic), "coverage_95": float(np.mean(z <= 1.96)),
+            "miscalibration_area": float(np.mean(np.abs(observed - levels))), "mean_std": float(np.mean(y_std))}
+
+
 def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, Any]:
     from .. import TSRegressor, __version__
 
@@ -466,7 +488,8 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
     fit_start = time.perf_counter()
     model.fit(task.compositions(train), y_train, **fit_kwargs)
     fit_time = time.perf_counter() - fit_start
-    y_pred = model.predict(task.compositions(test))
+    y_pred, y_std = model.predict(task.compositions(test), return_std=True) if _has_std(model) else (
+        model.predict(task.compositions(test)), None)
     err = y_pred - y_test
     probe = _teacher_probe(model, task, train, test, config.cache_dir) if model.teacher_ is not None else {}
     if config.n_embed > 0:
@@ -486,6 +509,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
         "n_pretrain": n_pretrain, "n_pretrain_excluded_test_formulas": n_excluded,
         "scored_on": (f"inner validation ({config.inner_validation:g} of the training fold)"
                       if config.inner_validation else "test fold"),
+        "recipe": dataclasses.asdict(model.recipe_), "calibration": None if y_std is None else calibration(y_test, y_pred, y_std),
         "alpha": float(model.alpha_), "alpha_rule": model.alpha_rule_, "epochs_run": {s: steps.count(s) for s in dict.fromkeys(steps)},
         "teacher_mae": probe.get("teacher_mae"), "teacher_probe": probe.get("teacher_probe"),
         "n_teacher_test": probe.get("n_teacher_test"),
@@ -502,7 +526,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
         "source": task.source,
     }
     if config.save_predictions:
-        result["predictions"] = {"ids": task.ids(test), "y_pred": y_pred}
+        result["predictions"] = {"ids": task.ids(test), "y_pred": y_pred, **({} if y_std is None else {"y_std": y_std})}
     return result
 
 

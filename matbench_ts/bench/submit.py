@@ -176,7 +176,10 @@ def make_submission(
                 "teacher_leaky": str(result["teacher_info"]["leaky"]), "fit_time_s": result["fit_time_s"],
                 "estimator": {k: v for k, v in result["params"].items() if v is not None},
             }
-            mb_task.record(fold, [by_id[i] for i in test_ids], params=params)
+            std = result["predictions"].get("y_std")
+            std_by_id = None if std is None else dict(zip(result["predictions"]["ids"], std))
+            mb_task.record(fold, [by_id[i] for i in test_ids], params=params,
+                           std=None if std_by_id is None else [std_by_id[i] for i in test_ids])
     mb.add_metadata({"matbench_ts_version": _version("matbench-ts") or "unknown", "strategy": strategy,
                      "student": student, "teacher": teacher if use_teacher else "none", "profile": config.profile})
     results_path = out / "results.json.gz"

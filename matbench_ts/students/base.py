@@ -30,6 +30,8 @@ class Student(nn.Module, ABC):
     ``encode`` (compositions -> per-row inputs, cheap and done once),
     ``collate`` (a list of per-row inputs -> one batch of tensors),
     ``embed`` (batch -> ``(B, embedding_dim)``) and ``head`` (the final linear layer).
+    The head has two outputs or more: the prediction and its log standard deviation (the
+    robust loss's uncertainty head, as in the published CrabNet and Roost).
     """
 
     #: Largest atomic number the student's element table covers.
@@ -56,10 +58,19 @@ class Student(nn.Module, ABC):
     def embed(self, batch: Any) -> Tensor:
         """The pooled embedding (input of ``head``) of a batch."""
 
-    def forward(self, batch: Any) -> tuple[Tensor, Tensor]:
-        """Return ``(embedding, prediction)`` for a batch."""
+    def outputs(self, emb: Tensor) -> tuple[Tensor, Tensor]:
+        """``(prediction, log_std)`` from the embedding: the head's first two outputs."""
+        out = self.head(emb)
+        return out[:, 0], out[:, 1]
+
+    def augment(self, batch: Any, jitter: float) -> Any:
+        """A training batch with input noise of relative size ``jitter`` (default: none)."""
+        return batch
+
+    def forward(self, batch: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """Return ``(embedding, prediction, log_std)`` for a batch."""
         emb = self.embed(batch)
-        return emb, self.head(emb).squeeze(-1)
+        return (emb, *self.outputs(emb))
 
     def check_elements(self, compositions: Sequence[Composition]) -> None:
         """Raise ValueError naming the first row with an element outside the student's table."""

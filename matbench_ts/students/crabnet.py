@@ -9,19 +9,10 @@ import torch
 from pymatgen.core import Composition
 from torch import Tensor, nn
 
+from .._crabnet import SubCrab
 from .base import Student, residual_hidden
 
 
-def _import_subcrab() -> type[nn.Module]:
-    """Import crabnet's model without letting its import-time seeding touch the global RNGs."""
-    numpy_state = np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        from crabnet.kingcrab import SubCrab  # runs torch.manual_seed(42) and np.random.seed(42)
-    np.random.set_state(numpy_state)
-    return SubCrab
-
-
-SubCrab = _import_subcrab()
 
 
 class CrabNetStudent(Student):
@@ -29,7 +20,9 @@ class CrabNetStudent(Student):
 
     The embedding is the element-averaged output of CrabNet's residual network
     before its last linear layer; since that layer is linear, ``head(embedding)``
-    equals CrabNet's own average of per-element outputs.
+    equals CrabNet's own average of per-element outputs. As in CrabNet, the head has three
+    outputs: the prediction is the first gated by the sigmoid of the third, the second is the
+    log standard deviation of the robust loss.
     Defaults are CrabNet's published sizes.
     """
 
@@ -45,7 +38,7 @@ class CrabNetStudent(Student):
     ) -> None:
         super().__init__()
         self.net = SubCrab(
-            out_dims=1,
+            out_dims=3,
             d_model=d_model,
             N=N,
             heads=heads,
@@ -58,6 +51,18 @@ class CrabNetStudent(Student):
     @property
     def head(self) -> nn.Linear:
         return self.net.output_nn.fc_out
+
+    def outputs(self, emb: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.head(emb)
+        return out[:, 0] * torch.sigmoid(out[:, 2]), out[:, 1]
+
+    def augment(self, batch: tuple[Tensor, Tensor], jitter: float) -> tuple[Tensor, Tensor]:
+        """crabnet's fractional noise ("fudge"): amounts times ``1 + N(0, jitter)``, renormalised."""
+        if not jitter:
+            return batch
+        src, frac = batch
+        frac = (frac * (1 + torch.randn_like(frac) * jitter)).clamp(0, 1).masked_fill(src == 0, 0)
+        return src, frac / frac.sum(dim=1, keepdim=True)
 
     def encode(self, compositions: Sequence[Composition]) -> list[tuple[list[int], list[float]]]:
         items = []

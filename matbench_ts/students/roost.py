@@ -34,7 +34,7 @@ class RoostStudent(Student):
     ) -> None:
         super().__init__()
         self.net = Roost(
-            robust=False,
+            robust=True,  # two outputs: prediction and log standard deviation
             n_targets=[1],
             task_dict={"target": "regression"},
             elem_embedding=elem_embedding,

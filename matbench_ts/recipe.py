@@ -1,0 +1,98 @@
+"""Training recipes: how a student learns (loss, optimiser, schedule, weight averaging, noise).
+
+``"crabnet"`` and ``"roost"`` are the published students' own recipes, read from their code
+(``crabnet.crabnet_.CrabNet.fit``; aviary's Roost example); ``"plain"`` is this package's first
+recipe (AdamW, L1 loss, early stopping), kept for comparison. ``recipe="auto"`` takes the
+student's own. A dict names a recipe and overrides fields: ``{"base": "crabnet", "swa": False}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to train a student; every field is one change that can be ablated."""
+
+    #: "robust": crabnet's RobustL1 with the log-std head (gives uncertainty); "l1": plain L1.
+    loss: str = "robust"
+    #: "lamb": crabnet's Lamb inside Lookahead (alpha 0.5, k 6); "adamw": torch's AdamW.
+    optimizer: str = "lamb"
+    #: The peak learning rate of the cyclic schedule, or the constant rate.
+    learning_rate: float = 6e-3
+    #: Lowest rate of the cyclic schedule (unused when ``cycle_epochs`` is 0).
+    base_learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    #: > 0: triangular cyclic learning rate with this period in epochs (crabnet: 20).
+    cycle_epochs: int = 20
+    #: crabnet's stochastic weight averaging at the cycle minima: snapshots within 1 % of the best
+    #: validation score are averaged, and training stops after ``patience_cycles`` cycles that add
+    #: none. Without it, the best epoch is kept and ``patience`` epochs without progress stop.
+    swa: bool = True
+    patience_cycles: int = 3
+    #: crabnet's noise on the fractional amounts during training ("fudge"; 0 = none).
+    jitter: float = 0.02
+    #: None: crabnet's rule from the number of training rows (2**round(log2(n) - 4) in [128, 4096]).
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        choices = {"loss": ("robust", "l1"), "optimizer": ("lamb", "adamw")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"recipe {name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("learning_rate", "base_learning_rate"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+                raise ValueError(f"recipe {name} must be a finite number > 0, got {value!r}")
+        if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"recipe weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not (np.isfinite(self.jitter) and self.jitter >= 0):
+            raise ValueError(f"recipe jitter must be >= 0, got {self.jitter!r}")
+        for name, low in (("cycle_epochs", 0), ("patience_cycles", 1)):
+            if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < low:
+                raise ValueError(f"recipe {name} must be an integer >= {low}, got {getattr(self, name)!r}")
+        if self.swa and not self.cycle_epochs:
+            raise ValueError("recipe swa averages at the minima of the cyclic schedule: it needs cycle_epochs > 0")
+        if self.batch_size is not None and (not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1):
+            raise ValueError(f"recipe batch_size must be a positive integer or None, got {self.batch_size!r}")
+
+    def batch_size_for(self, n_rows: int) -> int:
+        """The batch size for ``n_rows`` training rows."""
+        if self.batch_size is not None:
+            return int(self.batch_size)
+        return int(np.clip(2 ** round(np.log2(max(n_rows, 1)) - 4), 2**7, 2**12))
+
+
+RECIPES: dict[str, Recipe] = {
+    "crabnet": Recipe(),
+    # aviary's Roost example: AdamW 3e-4, weight decay 1e-6, robust loss, batch 128, best epoch on validation
+    "roost": Recipe(optimizer="adamw", learning_rate=3e-4, weight_decay=1e-6, cycle_epochs=0, swa=False,
+                    jitter=0.0, batch_size=128),
+    # this package's first recipe
+    "plain": Recipe(loss="l1", optimizer="adamw", learning_rate=5e-4, cycle_epochs=0, swa=False, jitter=0.0,
+                    batch_size=128),
+}
+
+
+def resolve_recipe(recipe: str | dict[str, Any] | Recipe, student: Any) -> Recipe:
+    """The :class:`Recipe` that ``recipe`` names for ``student`` (a name or a Student)."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    overrides: dict[str, Any] = {}
+    if isinstance(recipe, dict):
+        overrides = dict(recipe)
+        recipe = overrides.pop("base", "auto")
+    if recipe == "auto":
+        recipe = student if isinstance(student, str) and student in RECIPES else "plain"
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; use 'auto', one of {list(RECIPES)}, or a dict of overrides")
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown recipe field(s) {unknown}; fields: {sorted(fields)}")
+    return dataclasses.replace(RECIPES[recipe], **overrides)

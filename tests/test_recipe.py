@@ -1,0 +1,126 @@
+"""Training recipes (the published students' own) and the uncertainty they give."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Composition
+from conftest import TINY_CRABNET, TINY_ROOST
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from matbench_ts import TSRegressor
+from matbench_ts.bench.runner import calibration
+from matbench_ts.recipe import RECIPES, resolve_recipe
+from matbench_ts.students.crabnet import CrabNetStudent
+
+
+def mae(a, b) -> float:
+    return float(np.mean(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+@pytest.fixture(scope="module")
+def crabnet_recipe_model(ci_data, cache_dir):
+    """A tiny CrabNet trained with crabnet's recipe (robust loss, Lamb, cyclic lr, SWA)."""
+    model = TSRegressor(teacher=None, student="crabnet", student_params=TINY_CRABNET, epochs=80,
+                        cache_dir=cache_dir, random_state=0, verbose=0)
+    return model.fit(ci_data["X"], ci_data["y"])
+
+
+def test_auto_recipe_is_the_students_own():
+    assert resolve_recipe("auto", "crabnet") == RECIPES["crabnet"]
+    assert resolve_recipe("auto", "roost") == RECIPES["roost"]
+    assert resolve_recipe("auto", CrabNetStudent(**TINY_CRABNET)) == RECIPES["plain"]
+    ablated = resolve_recipe({"base": "crabnet", "swa": False}, "roost")
+    assert ablated.optimizer == "lamb" and not ablated.swa
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ("adam", "unknown recipe 'adam'"),
+    ({"base": "crabnet", "momentum": 0.9}, r"unknown recipe field\(s\) \['momentum'\]"),
+    ({"base": "plain", "swa": True}, "needs cycle_epochs > 0"),
+    ({"loss": "huber"}, "recipe loss must be one of"),
+    ({"learning_rate": float("nan")}, "recipe learning_rate must be a finite number"),
+])
+def test_bad_recipes_are_refused_before_work(recipe, message, ci_data):
+    with pytest.raises(ValueError, match=message):
+        TSRegressor(teacher=None, recipe=recipe).fit(ci_data["X"], ci_data["y"])
+
+
+def test_batch_size_grows_with_data_as_crabnet_does():
+    rule = RECIPES["crabnet"].batch_size_for
+    assert [rule(n) for n in (50, 250, 3683, 14000, 10**6)] == [128, 128, 256, 1024, 4096]
+    assert RECIPES["roost"].batch_size_for(10**6) == 128
+
+
+def test_crabnet_recipe_learns_and_averages_at_cycle_minima(crabnet_recipe_model, ci_data):
+    model = crabnet_recipe_model
+    assert model.recipe_ == RECIPES["crabnet"]
+    assert mae(model.predict(ci_data["X_test"]), ci_data["y_test"]) < 0.6 * mae(np.mean(ci_data["y"]), ci_data["y_test"])
+    # SWA stops only at the end of a learning-rate cycle
+    assert len(model.history_) % RECIPES["crabnet"].cycle_epochs == 0
+
+
+def test_return_std_gives_informative_uncertainty(crabnet_recipe_model, ci_data):
+    model = crabnet_recipe_model
+    mean, std = model.predict(ci_data["X_test"], return_std=True)
+    np.testing.assert_allclose(mean, model.predict(ci_data["X_test"]))
+    assert std.shape == mean.shape and np.all(np.isfinite(std)) and np.all(std > 0)
+    # in target units: the typical predicted std is of the order of the errors
+    typical_error = mae(mean, ci_data["y_test"])
+    assert 0.2 * typical_error < np.median(std) < 5 * typical_error
+    # rows the model finds harder have larger errors (on its training rows, where it has learned most)
+    train_mean, train_std = model.predict(ci_data["X"], return_std=True)
+    assert calibration(ci_data["y"], train_mean, train_std)["spearman"] > 0.2
+
+
+def test_return_std_through_a_pipeline(crabnet_recipe_model, ci_data):
+    pipe = make_pipeline(FunctionTransformer(), crabnet_recipe_model)  # already fitted: only predict is used
+    pipe[0].fit(ci_data["X"])
+    mean, std = pipe.predict(ci_data["X_test"], return_std=True)
+    direct_mean, direct_std = crabnet_recipe_model.predict(ci_data["X_test"], return_std=True)
+    np.testing.assert_allclose(mean, direct_mean)
+    np.testing.assert_allclose(std, direct_std)
+
+
+def test_roost_recipe_gives_std_with_a_teacher(ci_data, tiny):
+    tiny.update(student="roost", student_params=TINY_ROOST, recipe="auto", learning_rate=None, batch_size=None,
+                epochs=30, epochs_step1=10)
+    model = TSRegressor(teacher="chgnet", **tiny).fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    mean, std = model.predict(ci_data["X_test"], return_std=True)
+    assert model.recipe_ == RECIPES["roost"] and np.all(std > 0)
+    assert mae(mean, ci_data["y_test"]) < 0.75 * mae(np.mean(ci_data["y"]), ci_data["y_test"])
+
+
+def test_plain_recipe_has_no_std(ci_data, tiny):
+    model = TSRegressor(teacher=None, **{**tiny, "epochs": 2}).fit(ci_data["X"], ci_data["y"])
+    with pytest.raises(ValueError, match="return_std needs a recipe with the robust loss"):
+        model.predict(ci_data["X_test"], return_std=True)
+
+
+def test_diverging_training_stops_with_an_error(ci_data, tiny):
+    model = TSRegressor(teacher=None, **{**tiny, "learning_rate": 1e12, "epochs": 5})
+    with pytest.raises(FloatingPointError, match=r"step 2: the training loss became non-finite in epoch \d"):
+        model.fit(ci_data["X"], ci_data["y"])
+
+
+def test_fractional_jitter_keeps_compositions_normalised():
+    student = CrabNetStudent(**TINY_CRABNET)
+    batch = student.collate(student.encode([Composition(f) for f in
+                                            ("Fe2O3", "NaCl", "LiFePO4")]), torch.device("cpu"))
+    src, frac = student.augment(batch, 0.02)
+    assert torch.allclose(frac.sum(dim=1), torch.ones(3))
+    assert torch.all(frac[src == 0] == 0) and not torch.equal(frac, batch[1])
+    assert student.augment(batch, 0.0) is batch
+
+
+def test_calibration_of_a_calibrated_gaussian():
+    rng = np.random.default_rng(0)
+    std = rng.uniform(0.5, 2.0, 20000)
+    y_true = rng.normal(0.0, std)
+    scores = calibration(y_true, np.zeros_like(std), std)
+    assert abs(scores["coverage_95"] - 0.95) < 0.01
+    assert scores["miscalibration_area"] < 0.01 and scores["spearman"] > 0.3
+    overconfident = calibration(y_true, np.zeros_like(std), std / 3)
+    assert overconfident["coverage_95"] < 0.6 and overconfident["miscalibration_area"] > 0.2
