@@ -431,3 +431,15 @@ def test_strategy_labels_keep_alpha_rules_and_step1_libraries_apart():
     assert strategy_label({**transfer, "alpha_rule": 1.0}, pretrain_max=20000) == "transfer D1=20000 alpha=1"
     legacy = strategy_label({"strategy": "ts", "params": {}})  # written before alpha_rule: "auto" was auto-step2
     assert legacy == ("ts" if AUTO_ALPHA_RULE == "auto-step2" else "ts alpha=auto-step2")
+
+
+def test_cpu_profile_uses_published_sizes_on_small_data():
+    from matbench_ts.bench.runner import PROFILES, BenchConfig, estimator_kwargs
+
+    config = BenchConfig(out="-", tasks=["x"], profile="cpu", strategies=["baseline"])
+    small = estimator_kwargs(config, "crabnet", None, "baseline", 0, n_train=250)
+    large = estimator_kwargs(config, "crabnet", None, "baseline", 0, n_train=3683)
+    assert small["student_params"] is None  # the published sizes (the student's defaults)
+    assert large["student_params"] == PROFILES["cpu"]["student_params"]["crabnet"]
+    forced = BenchConfig(out="-", tasks=["x"], profile="cpu", strategies=["baseline"], student_params={"d_model": 64})
+    assert estimator_kwargs(forced, "crabnet", None, "baseline", 0, n_train=250)["student_params"] == {"d_model": 64}

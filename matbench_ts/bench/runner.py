@@ -64,7 +64,11 @@ GRID_FIELDS = ("tasks", "fractions", "strategies", "folds", "seeds", "students",
 
 _TINY_CRABNET = dict(d_model=32, N=1, heads=2, out_hidden=(64, 32), dim_feedforward=64)
 _TINY_ROOST = dict(elem_fea_len=16, n_graph=1, elem_heads=1, cry_heads=1, trunk_hidden=(64,), out_hidden=(32,))
-#: Presets: student and teacher sizes and training length. "gpu" = the published sizes.
+#: Presets: student and teacher sizes and training length. "gpu" = the published sizes. The student
+#: trains with its own published recipe (``recipe="auto"``), which also sets the batch size.
+#: ``published_sizes_up_to``: runs with at most this many training rows use the published student
+#: sizes (small data needs them: a CPU-sized CrabNet stays near the mean predictor on
+#: matbench_steels, see docs/results.md, parity), larger runs the profile's own.
 PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {
         "student_params": {"crabnet": _TINY_CRABNET, "roost": _TINY_ROOST},
@@ -81,12 +85,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         "teacher_params": {
             "alignn": dict(alignn_layers=2, gcn_layers=2, hidden_features=64, embedding_features=32, epochs=30),
         },
-        "estimator": dict(epochs=150, epochs_step1=50, batch_size=128, patience=20),
+        "estimator": dict(epochs=300, epochs_step1=100, patience=30),
+        "published_sizes_up_to": 1000,
     },
     "gpu": {
         "student_params": {"crabnet": {}, "roost": {}},
         "teacher_params": {"alignn": dict(epochs=300)},
-        "estimator": dict(epochs=300, epochs_step1=100, batch_size=128, patience=30),
+        "estimator": dict(epochs=300, epochs_step1=100, patience=30),
     },
 }
 
@@ -184,14 +189,24 @@ def _pick(params: dict[str, Any] | None, name: str) -> dict[str, Any]:
     return params
 
 
+def preset_student_params(profile: str, student: str, n_train: int | None = None) -> dict[str, Any]:
+    """The profile's student sizes for a run with ``n_train`` rows (None: the profile's own)."""
+    preset = PROFILES[profile]
+    if n_train is not None and n_train <= preset.get("published_sizes_up_to", -1):
+        return {}
+    return dict(preset["student_params"].get(student, {}))
+
+
 def estimator_kwargs(
-    config: BenchConfig, student: str, teacher: str | None, strategy: str, seed: int, jsonable: bool = False
+    config: BenchConfig, student: str, teacher: str | None, strategy: str, seed: int, jsonable: bool = False,
+    n_train: int | None = None,
 ) -> dict[str, Any]:
-    """The :class:`~matbench_ts.TSRegressor` arguments of one run (strategy applied)."""
+    """The :class:`~matbench_ts.TSRegressor` arguments of one run (strategy applied) with ``n_train``
+    training rows (None: the profile's sizes for large data)."""
     preset = PROFILES[config.profile]
     kwargs: dict[str, Any] = dict(preset["estimator"])
     kwargs.update(config.estimator_params)
-    student_params = {**preset["student_params"].get(student, {}), **_pick(config.student_params, student)}
+    student_params = {**preset_student_params(config.profile, student, n_train), **_pick(config.student_params, student)}
     kwargs.update(student=student, student_params=student_params or None, random_state=seed,
                   cache_dir=config.cache_dir, device=config.device, verbose=config.verbose)
     if strategy == "baseline" or teacher is None:
@@ -471,7 +486,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
     if config.inner_validation:  # model selection: the test fold is set aside, unseen
         train_all, test = inner_split(train_all, config.inner_validation, task=task.name, fold=spec.fold)
     train = train_all[fraction_indices(len(train_all), spec.fraction, task=task.name, fold=spec.fold, seed=spec.seed)]
-    kwargs = estimator_kwargs(config, spec.student, spec.teacher, spec.strategy, spec.seed)
+    kwargs = estimator_kwargs(config, spec.student, spec.teacher, spec.strategy, spec.seed, n_train=len(train))
     fit_kwargs: dict[str, Any] = {}
     n_pretrain = n_excluded = 0
     if kwargs["teacher"] is not None:
@@ -517,7 +532,8 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
                          "teacher_id": model.teacher_id_, "n_teacher_computed": model.n_teacher_computed_,
                          "structure_source": task.structure_source, "structure_match_rate": task.match_rate,
                          "pretrain_library": config.pretrain_library if n_pretrain else None},
-        "params": estimator_kwargs(config, spec.student, spec.teacher, spec.strategy, spec.seed, jsonable=True),
+        "params": estimator_kwargs(config, spec.student, spec.teacher, spec.strategy, spec.seed, jsonable=True,
+                                   n_train=len(train)),
         "history": model.history_,
         "fit_time_s": fit_time, "wall_time_s": time.perf_counter() - start,
         "device": str(config.device or "auto"), "host": platform.node(), "pid": os.getpid(),

@@ -1,0 +1,129 @@
+"""The parity page (issue #14): our plain students with their published recipes against the
+leaderboard CrabNet, the ``crabnet`` package's own fit, and our earlier ('plain') recipe; the
+ablation of each recipe change and the student-size choice (both on inner validation); the
+calibration of the predicted standard deviations.
+
+    python benchmarks/parity_table.py --out docs/results/parity.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from matbench_ts.bench.report import load_results, markdown_table
+
+PARITY = Path("benchmarks/results/parity")
+#: The earlier recipe's all-data baselines (cpu profile, AdamW + L1 + early stopping).
+EARLIER = Path("benchmarks/results/evidence")
+LEADERBOARD = Path("leaderboard/matbench_v0.1_mean_scores.json")
+
+
+def mean_std(values: pd.Series) -> str:
+    return f"{values.mean():.4g} ± {values.std(ddof=0):.2g}" if len(values) else ""
+
+
+def fold_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (student, task): MAE mean ± std over folds, the folds run."""
+    rows = []
+    for (student, task), g in (runs.groupby(["student", "task"]) if len(runs) else []):
+        rows.append({"student": student, "task": task, "folds": len(g), "mae": g.mae.mean(), "mae_std": g.mae.std(ddof=0),
+                     "fit_time_s": g.fit_time_s.mean()})
+    return pd.DataFrame(rows)
+
+
+def calibration_rows(run_dirs: list[Path]) -> pd.DataFrame:
+    rows = []
+    for d in run_dirs:
+        for path in sorted(d.glob("runs/**/*.json")):
+            r = json.loads(path.read_text())
+            if r.get("status") == "done" and r.get("calibration"):
+                rows.append({"student": r["student"], "task": r["task"], "fold": r["fold"], **r["calibration"]})
+    return pd.DataFrame(rows)
+
+
+def anchor_table(directory: Path) -> pd.DataFrame:
+    rows = [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
+    frame = pd.DataFrame(rows)
+    if not len(frame):
+        return frame
+    return frame.groupby(["task", "size"]).agg(anchor_folds=("mae", "size"), anchor_mae=("mae", "mean"),
+                                               anchor_std=("mae", lambda m: m.std(ddof=0))).reset_index()
+
+
+def parity_section(board: dict, anchor: pd.DataFrame) -> str:
+    ours = fold_table(load_results([d for d in (PARITY / "crabnet", PARITY / "roost") if d.exists()]))
+    earlier_runs = load_results(EARLIER)
+    earlier_runs = earlier_runs[(earlier_runs.strategy == "baseline") & (earlier_runs.fraction == 1.0)]
+    earlier = fold_table(earlier_runs)
+    lines = []
+    for row in ours.itertuples():
+        ref = board.get(row.task, {}).get("CrabNet")
+        before = earlier[(earlier.student == row.student) & (earlier.task == row.task)]
+        anc = anchor[anchor.task == row.task] if len(anchor) else anchor
+        gap = (row.mae - ref[1]) / ref[2] if ref else np.nan
+        lines.append({
+            "student": row.student, "task": row.task, "folds": row.folds,
+            "ours (published recipe)": f"{row.mae:.4g} ± {row.mae_std:.2g}",
+            "earlier recipe": f"{before.mae.iloc[0]:.4g} ({before.folds.iloc[0]} folds)" if len(before) else "",
+            "leaderboard CrabNet": f"{ref[1]:.4g} ± {ref[2]:.2g}" if ref else "",
+            "(ours - board) / board std": f"{gap:+.2f}" if np.isfinite(gap) else "",
+            "crabnet's own fit here": "; ".join(f"{a.anchor_mae:.4g} ± {a.anchor_std:.2g} ({a.size} size, "
+                                                f"{a.anchor_folds} folds)" for a in anc.itertuples()),
+            "fit time (s)": f"{row.fit_time_s:.0f}",
+        })
+    return markdown_table(pd.DataFrame(lines)) if lines else "(no parity runs yet)"
+
+
+def inner_section(directory: Path, label: str) -> str:
+    """Mean inner-validation MAE per variant (one run directory each), against the first one."""
+    rows = []
+    for d in sorted(p for p in directory.glob("*") if p.is_dir()):
+        runs = load_results(d)
+        if len(runs):
+            rows.append({label: d.name, "folds": ",".join(map(str, sorted(runs.fold))), "mae (inner validation)":
+                         runs.mae.mean(), "per fold": " / ".join(f"{m:.4g}" for m in runs.sort_values("fold").mae)})
+    frame = pd.DataFrame(rows)
+    if len(frame) and "crabnet" in set(frame[label]):
+        ref = frame.loc[frame[label] == "crabnet", "mae (inner validation)"].iloc[0]
+        frame["vs crabnet recipe"] = [f"{(m - ref) / ref:+.1%}" for m in frame["mae (inner validation)"]]
+    return markdown_table(frame) if len(frame) else "(not run yet)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.environ.get("MATBENCH_TS_DATA", "../shared/data"))
+    parser.add_argument("--out", default="docs/results/parity.md")
+    args = parser.parse_args()
+    board = json.loads((Path(args.data) / LEADERBOARD).read_text())
+    anchor = anchor_table(PARITY / "crabnet_anchor")
+    calib = calibration_rows([d for d in (PARITY / "crabnet", PARITY / "roost") if d.exists()])
+    calib_table = (calib.groupby(["student", "task"]).agg(folds=("fold", "size"), spearman=("spearman", "mean"),
+                                                          coverage_95=("coverage_95", "mean"),
+                                                          miscalibration_area=("miscalibration_area", "mean"))
+                   .reset_index() if len(calib) else pd.DataFrame())
+    text = "\n\n".join([
+        "# Parity of the plain students (generated by benchmarks/parity_table.py)",
+        "All the training data of each fold, `matbench-ts bench --profile cpu --strategies baseline` "
+        "(commands: `bash benchmarks/parity.sh`). Leaderboard: Matbench v0.1, official rows; proxy tasks "
+        "(phonons, jdft2d, dielectric, log_gvrh, perovskites) are subsets of them with MP structures, so "
+        "their comparison is approximate.",
+        "## Plain students against the leaderboard CrabNet", parity_section(board, anchor),
+        "## Student size on small data (matbench_steels, 20 % of each training fold held out)",
+        inner_section(PARITY / "size_choice", "sizes"),
+        "## Recipe ablation (matbench_expt_gap, CPU size, 20 % of each training fold held out)",
+        inner_section(PARITY / "ablation", "recipe"),
+        "## Calibration of `predict(X, return_std=True)` (test folds)",
+        (markdown_table(calib_table) if len(calib_table) else "(no runs yet)"),
+    ])
+    Path(args.out).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
