@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +29,16 @@ AUTO_ALPHA_RULE = "auto-step2"
 ALPHA_NAMES = ("auto", *ALPHA_RULES)
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_finite_number(value: Any, minimum: float = -np.inf) -> bool:
+    """A real number (not a bool or a string), finite and >= ``minimum``."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and bool(np.isfinite(value)) and value >= minimum)
+
+
 class TSRegressor(RegressorMixin, BaseEstimator):
     """Composition-only regressor taught by a crystal-structure model (teacher-student).
 
@@ -50,7 +61,8 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         validation splits inside training folds (``AUTO_ALPHA_RULE``, see docs/results.md).
         After ``fit``, ``alpha_`` holds the value used and ``alpha_rule_`` the rule or number.
     beta : float
-        Weight of the target loss in step 2 (0 makes step 2 a second step 1).
+        Weight of the target loss in step 2. 0 makes step 2 a second step 1 (embedding loss
+        only, early-stopped on it): it needs a teacher, rows with structures and a number alpha > 0.
     epochs : int
         Maximum epochs of step 2 (knowledge guidance; the only step of the baseline).
     epochs_step1 : int
@@ -127,17 +139,34 @@ class TSRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def _check_params(self) -> None:
-        measured = self.alpha in ALPHA_NAMES
-        if not (measured or (isinstance(self.alpha, (int, float)) and self.alpha >= 0)):
-            raise ValueError(f"alpha must be {', '.join(map(repr, ALPHA_NAMES))} or a number >= 0, got {self.alpha!r}")
-        if self.beta < 0 or (not measured and self.alpha + self.beta == 0):
-            raise ValueError(f"need beta >= 0 and alpha + beta > 0, got alpha={self.alpha!r}, beta={self.beta!r}")
-        for name in ("epochs", "epochs_step1", "batch_size", "patience"):
+        """Raise ValueError naming the first invalid setting, before any work."""
+        measured = isinstance(self.alpha, str) and self.alpha in ALPHA_NAMES
+        if not (measured or _is_finite_number(self.alpha, minimum=0)):
+            raise ValueError(
+                f"alpha must be {', '.join(map(repr, ALPHA_NAMES))} or a finite number >= 0, got {self.alpha!r}"
+            )
+        if not _is_finite_number(self.beta, minimum=0):
+            raise ValueError(f"beta must be a finite number >= 0, got {self.beta!r}")
+        if self.beta == 0:  # step 2 on the embedding loss alone: (alpha * L_emb) / alpha
+            if self.teacher is None:
+                raise ValueError("beta=0 leaves only the embedding loss, which needs a teacher; got teacher=None")
+            if measured or self.alpha == 0:  # a measured alpha balances a target loss that beta=0 switches off
+                raise ValueError(f"beta=0 (a second step 1) needs a number alpha > 0, got alpha={self.alpha!r}")
+        for name, minimum in (("epochs", 1), ("epochs_step1", 0), ("batch_size", 1), ("patience", 0)):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < (1 if name == "batch_size" else 0):
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if not 0 <= self.validation_fraction < 1:
+            if not _is_integer(value) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        if not _is_finite_number(self.learning_rate) or self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}")
+        if not _is_finite_number(self.weight_decay, minimum=0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        if not _is_finite_number(self.validation_fraction, minimum=0) or self.validation_fraction >= 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
+        if not isinstance(self.verbose, (int, np.integer)):
+            raise ValueError(f"verbose must be an integer, got {self.verbose!r}")
+        if self.random_state is not None and not _is_integer(self.random_state):
+            # torch generators are seeded from it, so a RandomState instance cannot stand in
+            raise ValueError(f"random_state must be None or an integer, got {type(self.random_state).__name__}")
 
     def fit(
         self,
@@ -161,6 +190,8 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         else:
             structs = x_structures or [None] * n
         check_structures_match(compositions, structs)
+        if self.beta == 0 and all(s is None for s in structs):
+            raise ValueError("beta=0 trains on the embedding loss only, but no row of X has a structure")
         pretrain = []
         if pretrain_structures is not None:
             pretrain = [s for s in parse_structures(pretrain_structures, name="pretrain_structures") if s is not None]

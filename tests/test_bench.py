@@ -205,7 +205,7 @@ def test_failed_run_is_reported_and_retried(tmp_path, cache_dir):
                          estimator_params=dict(batch_size=0))
     summary = run_grid(config)
     assert summary.executed == []
-    assert list(summary.failed.values()) == ["ValueError: batch_size must be a non-negative integer, got 0"]
+    assert list(summary.failed.values()) == ["ValueError: batch_size must be an integer >= 1, got 0"]
     assert not result_files(tmp_path / "bad") and len(list((tmp_path / "bad").rglob("*.failed"))) == 1
     assert len(run_grid(config).failed) == 1  # not marked done: the next call tries again
     with pytest.raises(ValueError, match="unknown teacher"):

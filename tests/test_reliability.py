@@ -1,0 +1,68 @@
+"""Issue #12: no silent NaN, no cryptic crash. Each test names the item of the issue it covers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from matbench_ts import TSRegressor
+
+
+class NoTeacherWork:
+    """Fails the test if any teacher work starts (settings must be refused before)."""
+
+    def fit(self, structures, y=None):
+        raise AssertionError("teacher work started before the settings were checked")
+
+    def transform(self, structures):
+        raise AssertionError("teacher work started before the settings were checked")
+
+
+# ----------------------------------------------------------------------------- 1, 11: settings
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(beta=0, alpha="auto"), r"beta=0 .*needs a number alpha > 0, got alpha='auto'"),
+        (dict(beta=0, alpha="auto-init"), r"beta=0 .*alpha='auto-init'"),
+        (dict(beta=0, alpha="auto-step2"), r"beta=0 .*alpha='auto-step2'"),
+        (dict(beta=0, alpha=0.0), r"beta=0 .*alpha=0.0"),
+        (dict(beta=0, alpha=1.0, teacher=None), r"beta=0 .*needs a teacher"),
+        (dict(beta=0, alpha="auto", teacher=None), r"beta=0 .*needs a teacher"),
+        (dict(alpha=np.inf), r"alpha must be .* finite number >= 0, got inf"),
+        (dict(alpha=np.nan), r"alpha must be .*got nan"),
+        (dict(beta=np.nan), r"beta must be a finite number >= 0, got nan"),
+        (dict(beta=np.inf), r"beta must be .*got inf"),
+        (dict(beta="x"), r"beta must be .*got 'x'"),
+        (dict(beta=-1.0), r"beta must be .*got -1.0"),
+        (dict(learning_rate=np.inf), r"learning_rate must be a finite number > 0, got inf"),
+        (dict(learning_rate=np.nan), r"learning_rate .*got nan"),
+        (dict(learning_rate=0.0), r"learning_rate .*got 0.0"),
+        (dict(learning_rate=-1e-3), r"learning_rate .*got -0.001"),
+        (dict(learning_rate="fast"), r"learning_rate .*got 'fast'"),
+        (dict(weight_decay=np.nan), r"weight_decay must be a finite number >= 0, got nan"),
+        (dict(validation_fraction="x"), r"validation_fraction must be in \[0, 1\), got 'x'"),
+        (dict(verbose="x"), r"verbose must be an integer, got 'x'"),
+        (dict(random_state=np.random.RandomState(0)), r"random_state must be None or an integer, got RandomState"),
+        (dict(batch_size=0), r"batch_size must be an integer >= 1, got 0"),
+        (dict(epochs=0), r"epochs must be an integer >= 1, got 0"),
+        (dict(epochs_step1=-1), r"epochs_step1 must be an integer >= 0, got -1"),
+        (dict(patience=2.5), r"patience must be an integer >= 0, got 2.5"),
+    ],
+)
+def test_invalid_settings_are_refused_up_front(tiny, settings, message):
+    model = TSRegressor(**{**tiny, "teacher": NoTeacherWork(), **settings})
+    with pytest.raises(ValueError, match=message):
+        model.fit(["NaCl", "MgO"], [1.0, 2.0], structures=[None, None])
+
+
+def test_beta_zero_without_any_structure_is_refused(tiny):
+    with pytest.raises(ValueError, match="beta=0 .*no row of X has a structure"):
+        TSRegressor(**{**tiny, "teacher": NoTeacherWork(), "beta": 0, "alpha": 1.0}).fit(["NaCl", "MgO"], [1.0, 2.0])
+
+
+def test_beta_zero_makes_step2_a_second_step1(ci_data, tiny):
+    model = TSRegressor(teacher="chgnet", alpha=1.0, beta=0, **{**tiny, "epochs": 3, "epochs_step1": 2})
+    model.fit(ci_data["X"][:60], ci_data["y"][:60], structures=ci_data["structures"][:60])
+    step2 = [h for h in model.history_ if h["step"] == "step 2"]
+    assert step2 and np.isfinite([h["val_emb"] for h in step2]).all()
+    assert np.isfinite(model.predict(ci_data["X_test"])).all()
