@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,8 +76,20 @@ class TeacherCache:
         if path.exists():
             return joblib.load(path)
         teacher = fit()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        joblib.dump(teacher, tmp)
-        tmp.replace(path)
+        atomic_dump(teacher, path)
         return teacher
+
+
+def atomic_dump(obj: Any, path: Path) -> None:
+    """``joblib.dump`` to a temporary file of this writer only, then an atomic rename: concurrent
+    writers of one key never share a file, and a reader sees no file or a whole one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            joblib.dump(obj, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

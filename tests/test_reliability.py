@@ -66,3 +66,43 @@ def test_beta_zero_makes_step2_a_second_step1(ci_data, tiny):
     step2 = [h for h in model.history_ if h["step"] == "step 2"]
     assert step2 and np.isfinite([h["val_emb"] for h in step2]).all()
     assert np.isfinite(model.predict(ci_data["X_test"])).all()
+
+
+# ----------------------------------------------------------------------------- 2: concurrent cache writers
+def test_two_writers_of_one_fitted_teacher_do_not_collide(tmp_path, monkeypatch):
+    """Both writers have written their file before either renames it: the race of two fits that
+    train the same ALIGNN teacher at once, made deterministic."""
+    import threading
+
+    import joblib
+
+    from matbench_ts import cache as cache_module
+    from matbench_ts.cache import TeacherCache
+
+    both_written = threading.Barrier(2, timeout=30)
+    real_dump = joblib.dump
+
+    def dump_then_wait(obj, target, *args, **kwargs):
+        real_dump(obj, target, *args, **kwargs)
+        both_written.wait()
+
+    monkeypatch.setattr(cache_module.joblib, "dump", dump_then_wait)
+    results, errors = [], []
+
+    def fit_teacher(name):
+        try:
+            with TeacherCache(tmp_path) as cache:
+                results.append(cache.fitted_teacher("same-key", lambda: {"fitted_by": name}))
+        except Exception as exc:  # collected: an exception in a thread would not fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fit_teacher, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert sorted(r["fitted_by"] for r in results) == ["a", "b"]
+    stored = joblib.load(tmp_path / "teachers" / "same-key.joblib")
+    assert stored["fitted_by"] in ("a", "b")  # one whole entry, no temporary file left
+    assert [p.name for p in (tmp_path / "teachers").iterdir()] == ["same-key.joblib"]
