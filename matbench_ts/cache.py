@@ -5,7 +5,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
+import sqlite3
 import tempfile
+import uuid
+import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,14 +35,67 @@ def structure_key(structure: Structure) -> str:
     return digest.hexdigest()[:32]
 
 
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """A damaged database file, not a busy or locked one (those are OperationalErrors)."""
+    return type(exc) is sqlite3.DatabaseError or getattr(exc, "sqlite_errorname", "") in (
+        "SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def _checksum(row: np.ndarray) -> int:
+    return zlib.crc32(row.tobytes())
+
+
 class TeacherCache:
-    """Embeddings (one entry per structure) and fitted teachers, in ``directory``."""
+    """Embeddings (one entry per structure) and fitted teachers, in ``directory``.
+
+    Everything here can be recomputed: a damaged embedding store or fitted-teacher file is
+    rebuilt with a warning naming it, and each embedding is stored with a checksum, so an
+    entry changed on disk is recomputed instead of silently used.
+    """
 
     def __init__(self, directory: str | Path | None = None, chunk_size: int = 2048) -> None:
         self.chunk_size = chunk_size  # structures per teacher call; each chunk is stored when done
         self.directory = Path(directory) if directory is not None else default_cache_dir()
-        self._store = diskcache.Cache(str(self.directory / "embeddings"), size_limit=2**36)
+        self._store = self._open_store()
+        self._damaged = 0  # entries found damaged by the current embeddings() call
         self.computed = 0  # structures embedded by the teacher since creation (for tests and reports)
+
+    def _open_store(self) -> diskcache.Cache:
+        path = self.directory / "embeddings"
+        try:
+            return diskcache.Cache(str(path), size_limit=2**36)
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            self._discard_store(exc)
+            return diskcache.Cache(str(path), size_limit=2**36)
+
+    def _discard_store(self, exc: Exception) -> None:
+        """Move the damaged store aside (atomic: concurrent processes see the old or no store) and delete it."""
+        path = self.directory / "embeddings"
+        aside = path.with_name(f"embeddings.damaged-{uuid.uuid4().hex[:8]}")
+        with contextlib.suppress(FileNotFoundError):  # another process may have moved it first
+            os.replace(path, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+        warnings.warn(f"teacher cache {path / 'cache.db'} was damaged ({exc}) and has been rebuilt empty: "
+                      "its embeddings are computed again", RuntimeWarning, stacklevel=3)
+
+    def _read(self, key: str) -> np.ndarray | None:
+        """The stored embedding, or None when absent or damaged (bad pickle, checksum mismatch)."""
+        try:
+            value = self._store.get(key)
+        except sqlite3.DatabaseError:
+            raise
+        except Exception:  # an entry that no longer unpickles
+            self._damaged += 1
+            return None
+        if isinstance(value, tuple):
+            row, checksum = value
+            if _checksum(row) != checksum:
+                self._damaged += 1
+                return None
+            return row
+        return value  # written before checksums were stored
 
     def embeddings(
         self,
@@ -46,8 +104,28 @@ class TeacherCache:
         compute: Callable[[list[Structure]], np.ndarray],
     ) -> np.ndarray:
         """Embeddings of ``structures``; only those missing from the cache go to ``compute``."""
+        try:
+            return self._embeddings(teacher_id, structures, compute)
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            self._store.close()
+            self._discard_store(exc)
+            self._store = self._open_store()
+            return self._embeddings(teacher_id, structures, compute)
+
+    def _embeddings(
+        self,
+        teacher_id: str,
+        structures: Sequence[Structure],
+        compute: Callable[[list[Structure]], np.ndarray],
+    ) -> np.ndarray:
         keys = [f"{teacher_id}/{structure_key(s)}" for s in structures]
-        found = {k: self._store.get(k) for k in dict.fromkeys(keys)}
+        self._damaged = 0
+        found = {k: self._read(k) for k in dict.fromkeys(keys)}
+        if self._damaged:
+            warnings.warn(f"teacher cache {Path(self._store.directory) / 'cache.db'}: {self._damaged} damaged embedding(s) of "
+                          f"{teacher_id}, computed again", RuntimeWarning, stacklevel=3)
         missing = [k for k, v in found.items() if v is None]
         first = {k: i for i, k in reversed(list(enumerate(keys)))}
         # Stored chunk by chunk: an interrupted call keeps what it computed.
@@ -57,7 +135,7 @@ class TeacherCache:
             self.computed += len(chunk)
             with self._store.transact():
                 for key, row in zip(chunk, np.asarray(new, dtype=np.float32)):
-                    self._store.set(key, row)
+                    self._store.set(key, (row, _checksum(row)))
                     found[key] = row
         return np.stack([found[k] for k in keys])
 
@@ -74,7 +152,11 @@ class TeacherCache:
         """A teacher fitted by ``fit()``, or the one stored under ``key`` by an earlier call."""
         path = self.directory / "teachers" / f"{key}.joblib"
         if path.exists():
-            return joblib.load(path)
+            try:
+                return joblib.load(path)
+            except Exception as exc:  # truncated or garbled pickle: the teacher can be fitted again
+                warnings.warn(f"fitted teacher {path} is damaged ({type(exc).__name__}: {exc}); fitting it again",
+                              RuntimeWarning, stacklevel=2)
         teacher = fit()
         atomic_dump(teacher, path)
         return teacher

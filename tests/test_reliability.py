@@ -106,3 +106,65 @@ def test_two_writers_of_one_fitted_teacher_do_not_collide(tmp_path, monkeypatch)
     stored = joblib.load(tmp_path / "teachers" / "same-key.joblib")
     assert stored["fitted_by"] in ("a", "b")  # one whole entry, no temporary file left
     assert [p.name for p in (tmp_path / "teachers").iterdir()] == ["same-key.joblib"]
+
+
+# ----------------------------------------------------------------------------- 8: damaged cache files
+def _filled_cache(directory, structures):
+    from matbench_ts.cache import TeacherCache
+
+    with TeacherCache(directory) as cache:
+        cache.embeddings("t", structures, lambda chunk: np.ones((len(chunk), 4), dtype=np.float32))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_damaged_embedding_store_is_rebuilt_with_a_warning(ci_data, tmp_path, damage):
+    from matbench_ts.cache import TeacherCache
+
+    structures = ci_data["structures"][:30]
+    _filled_cache(tmp_path, structures)
+    db = tmp_path / "embeddings" / "cache.db"
+    if damage == "garbage":
+        db.write_bytes(b"not a database" * 100)
+    else:
+        db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
+    with pytest.warns(RuntimeWarning, match=rf"{db}.* damaged"), TeacherCache(tmp_path) as cache:
+        emb = cache.embeddings("t", structures, lambda chunk: np.full((len(chunk), 4), 2.0, dtype=np.float32))
+        assert cache.computed == 30
+    np.testing.assert_array_equal(emb, 2.0)
+    with TeacherCache(tmp_path) as cache:  # the rebuilt store serves the next call
+        cache.embeddings("t", structures, lambda chunk: pytest.fail("recomputed"))
+
+
+def test_a_flipped_bit_in_a_stored_embedding_is_detected(ci_data, tmp_path):
+    import sqlite3
+
+    from matbench_ts.cache import TeacherCache
+
+    structures = ci_data["structures"][:3]
+    _filled_cache(tmp_path, structures)
+    db = sqlite3.connect(tmp_path / "embeddings" / "cache.db")
+    rowid, blob = db.execute("SELECT rowid, value FROM Cache LIMIT 1").fetchone()
+    at = bytes(blob).index(np.ones(4, dtype=np.float32).tobytes())  # the stored floats inside the pickle
+    flipped = bytearray(blob)
+    flipped[at + 1] ^= 0x01
+    db.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(flipped), rowid))
+    db.commit()
+    db.close()
+    with pytest.warns(RuntimeWarning, match="1 damaged embedding"), TeacherCache(tmp_path) as cache:
+        emb = cache.embeddings("t", structures, lambda chunk: np.ones((len(chunk), 4), dtype=np.float32))
+        assert cache.computed == 1
+    np.testing.assert_array_equal(emb, 1.0)
+
+
+def test_damaged_fitted_teacher_file_is_refitted_with_a_warning(tmp_path):
+    from matbench_ts.cache import TeacherCache
+
+    path = tmp_path / "teachers" / "k.joblib"
+    path.parent.mkdir()
+    path.write_bytes(b"\x80\x04garbled pickle")
+    calls = []
+    with pytest.warns(RuntimeWarning, match=rf"fitted teacher {path} is damaged"), TeacherCache(tmp_path) as cache:
+        assert cache.fitted_teacher("k", lambda: calls.append(1) or {"ok": True}) == {"ok": True}
+    with TeacherCache(tmp_path) as cache:  # stored again, whole
+        assert cache.fitted_teacher("k", lambda: pytest.fail("refitted")) == {"ok": True}
+    assert calls == [1]
