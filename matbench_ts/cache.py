@@ -45,6 +45,22 @@ def _checksum(row: np.ndarray) -> int:
     return zlib.crc32(row.tobytes())
 
 
+def checked_embeddings(embeddings: Any, structures: Sequence[Structure], teacher_id: str) -> np.ndarray:
+    """``embeddings`` as float32 ``(len(structures), d)``; a ValueError names the teacher otherwise."""
+    try:
+        arr = np.asarray(embeddings, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"teacher {teacher_id}: transform did not return an array of numbers: {exc}") from None
+    if arr.ndim != 2 or len(arr) != len(structures):
+        raise ValueError(f"teacher {teacher_id}: transform returned shape {arr.shape} for {len(structures)} "
+                         f"structures; expected ({len(structures)}, n_features)")
+    bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+    if len(bad):
+        raise ValueError(f"teacher {teacher_id}: non-finite embedding of structure "
+                         f"{structures[bad[0]].composition.reduced_formula} ({len(bad)} such structures)")
+    return arr
+
+
 class TeacherCache:
     """Embeddings (one entry per structure) and fitted teachers, in ``directory``.
 
@@ -131,10 +147,11 @@ class TeacherCache:
         # Stored chunk by chunk: an interrupted call keeps what it computed.
         for start in range(0, len(missing), self.chunk_size):
             chunk = missing[start : start + self.chunk_size]
-            new = compute([structures[first[k]] for k in chunk])
+            todo = [structures[first[k]] for k in chunk]
+            new = checked_embeddings(compute(todo), todo, teacher_id)
             self.computed += len(chunk)
             with self._store.transact():
-                for key, row in zip(chunk, np.asarray(new, dtype=np.float32)):
+                for key, row in zip(chunk, new):
                     self._store.set(key, (row, _checksum(row)))
                     found[key] = row
         return np.stack([found[k] for k in keys])

@@ -168,3 +168,42 @@ def test_damaged_fitted_teacher_file_is_refitted_with_a_warning(tmp_path):
     with TeacherCache(tmp_path) as cache:  # stored again, whole
         assert cache.fitted_teacher("k", lambda: pytest.fail("refitted")) == {"ok": True}
     assert calls == [1]
+
+
+# ----------------------------------------------------------------------------- 11: what a custom teacher returns
+class BadOutputTeacher:
+    """A user teacher whose ``transform`` returns a bad output of kind ``kind``."""
+
+    def __init__(self, kind: str = "ok"):
+        self.kind = kind
+
+    def get_params(self, deep=True):
+        return {"kind": self.kind}
+
+    def set_params(self, **params):
+        self.kind = params.get("kind", self.kind)
+        return self
+
+    def fit(self, structures, y=None):
+        return self
+
+    def transform(self, structures):
+        n = len(structures)
+        emb = np.ones((n, 3))
+        emb[1] = np.nan
+        return {"missing_row": np.ones((n - 1, 3)), "1d": np.ones(n), "nan": emb, "text": ["x"] * n}[self.kind]
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing_row", r"transform returned shape \(19, 3\) for 20 structures"),
+        ("1d", r"transform returned shape \(20,\) for 20 structures"),
+        ("nan", r"non-finite embedding of structure"),
+        ("text", r"transform did not return an array of numbers"),
+    ],
+)
+def test_custom_teacher_output_is_checked(ci_data, tiny, tmp_path, kind, message):
+    model = TSRegressor(teacher=BadOutputTeacher(kind), **{**tiny, "cache_dir": str(tmp_path), "epochs": 1})
+    with pytest.raises(ValueError, match=rf"teacher BadOutputTeacher-\w+: {message}"):
+        model.fit(ci_data["X"][:20], ci_data["y"][:20], structures=ci_data["structures"][:20])
