@@ -207,3 +207,25 @@ def test_custom_teacher_output_is_checked(ci_data, tiny, tmp_path, kind, message
     model = TSRegressor(teacher=BadOutputTeacher(kind), **{**tiny, "cache_dir": str(tmp_path), "epochs": 1})
     with pytest.raises(ValueError, match=rf"teacher BadOutputTeacher-\w+: {message}"):
         model.fit(ci_data["X"][:20], ci_data["y"][:20], structures=ci_data["structures"][:20])
+
+
+# ----------------------------------------------------------------------------- 6: oxidation states
+def _decorated(structure):
+    """``structure`` with every site an oxidation-state species (``Lu0+``), as some CIFs give them."""
+    structure = structure.copy()
+    structure.add_oxidation_state_by_element({el.symbol: 0 for el in structure.composition.elements})
+    return structure
+
+
+def test_oxidation_state_decorated_structures_and_compositions_are_accepted(ci_data, tiny):
+    from pymatgen.core import Species
+
+    decorated = [_decorated(s) for s in ci_data["structures"][:40]]
+    assert isinstance(decorated[0].species[0], Species)
+    cifs = [s.to(fmt="cif") for s in decorated]  # CIFs with _atom_type_oxidation_number
+    model = TSRegressor(teacher="chgnet", **{**tiny, "epochs": 2, "epochs_step1": 1})
+    model.fit(ci_data["X"][:40], ci_data["y"][:40], structures=ci_data["structures"][:40])
+    model.fit([s.composition for s in decorated], ci_data["y"][:40], structures=decorated)
+    assert model.n_teacher_computed_ == 0  # the same structures as the undecorated ones, to the teacher
+    model.fit(ci_data["X"][:40], ci_data["y"][:40], structures=cifs)
+    np.testing.assert_array_equal(model.predict(decorated[:5]), model.predict(ci_data["X"][:5]))
