@@ -19,7 +19,7 @@ from .cache import TeacherCache, structure_key
 from .device import resolve_device, seeded_torch
 from .inputs import check_structures_match, check_targets, parse_structures, split_inputs
 from .students import Student, make_student
-from .teachers import frozen_cache_id, make_teacher
+from .teachers import check_teacher_elements, frozen_cache_id, make_teacher
 from .training import Rows, StepConfig, StudentWithProjection, balancing_alpha, train_step
 
 #: The measured alpha rules; ``alpha="auto"`` means :data:`AUTO_ALPHA_RULE`.
@@ -197,6 +197,8 @@ class TSRegressor(RegressorMixin, BaseEstimator):
             pretrain = [s for s in parse_structures(pretrain_structures, name="pretrain_structures") if s is not None]
         device = resolve_device(self.device)
         teacher = None if self.teacher is None else make_teacher(self.teacher, self.teacher_params)
+        check_teacher_elements(teacher, structs)
+        check_teacher_elements(teacher, pretrain, "pretrain_structures")
         if hasattr(teacher, "get_params") and teacher.get_params().get("random_state", 0) is None:
             teacher.set_params(random_state=self.random_state)  # a trained teacher is reproducible too
         with seeded_torch(self.random_state, device):

@@ -229,3 +229,43 @@ def test_oxidation_state_decorated_structures_and_compositions_are_accepted(ci_d
     assert model.n_teacher_computed_ == 0  # the same structures as the undecorated ones, to the teacher
     model.fit(ci_data["X"][:40], ci_data["y"][:40], structures=cifs)
     np.testing.assert_array_equal(model.predict(decorated[:5]), model.predict(ci_data["X"][:5]))
+
+
+# ----------------------------------------------------------------------------- 7: elements a teacher cannot embed
+def _with_element(structure, symbol):
+    """``structure`` with its first element replaced by ``symbol`` (e.g. Am, beyond CHGNet's table)."""
+    structure = structure.copy()
+    structure.replace_species({structure.composition.elements[0]: symbol})
+    return structure
+
+
+@pytest.mark.parametrize("teacher, symbol, z, max_z", [("chgnet", "Am", 95, 94), ("alignn", "Md", 101, 100)])
+def test_element_beyond_the_teachers_table_is_refused_before_work(ci_data, tiny, tmp_path, teacher, symbol, z, max_z):
+    from conftest import TINY_ALIGNN
+
+    structures = list(ci_data["structures"][:12])
+    structures[3] = _with_element(structures[3], symbol)
+    X = [s.composition.formula for s in structures]
+    params = TINY_ALIGNN if teacher == "alignn" else None
+    model = TSRegressor(teacher=teacher, teacher_params=params, **{**tiny, "cache_dir": str(tmp_path), "epochs": 1})
+    name = {"chgnet": "CHGNetTeacher", "alignn": "ALIGNNTeacher"}[teacher]
+    with pytest.raises(ValueError, match=rf"structures: row 3: element {symbol} \(Z={z}\) in \S+ cannot be "
+                                         rf"embedded by {name} \(elements up to Z={max_z}\)"):
+        model.fit(X, ci_data["y"][:12], structures=structures)
+    with pytest.raises(ValueError, match=rf"pretrain_structures: row 3: element {symbol}"):
+        model.fit(ci_data["X"][:12], ci_data["y"][:12], pretrain_structures=structures)
+    assert not (tmp_path / "embeddings").exists()  # refused before the teacher cache was opened
+
+
+def test_embed_command_refuses_an_element_beyond_the_teachers_table(ci_data, tmp_path):
+    import pandas as pd
+
+    from matbench_ts.bench.embed import embed_tasks
+
+    structures = [ci_data["structures"][0], _with_element(ci_data["structures"][1], "Am")]
+    path = tmp_path / "actinides.jsonl"
+    pd.DataFrame({"id": ["a", "b"], "composition": [s.composition.formula for s in structures], "target": [0.0, 1.0],
+                  "fold": [0, 1], "structure": [s.to(fmt="cif") for s in structures]}).to_json(path, orient="records",
+                                                                                             lines=True)
+    with pytest.raises(ValueError, match=r"task actinides: row 1: element Am \(Z=95\)"):
+        embed_tasks([str(path)], "chgnet", cache_dir=str(tmp_path / "cache"))

@@ -396,11 +396,13 @@ def _teacher_probe(
     """The teacher's own test MAE: its ``predict`` when it learned this target (ALIGNN trained
     inside fit), else a ridge probe on its embeddings fitted on the training rows."""
     from ..cache import TeacherCache
+    from ..teachers import unembeddable_element
 
     teacher = model.teacher_
     train_s, test_s = task.structures(train), task.structures(test)
+    # test rows with elements the teacher cannot embed are left out of its score (fit refuses them in training)
     tr = [i for i, s in enumerate(train_s) if s is not None]
-    te = [i for i, s in enumerate(test_s) if s is not None]
+    te = [i for i, s in enumerate(test_s) if s is not None and unembeddable_element(teacher, s) is None]
     out: dict[str, Any] = {
         "teacher_mae": None, "teacher_probe": None, "n_teacher_test": len(te), "test_embeddings": None,
     }

@@ -36,6 +36,9 @@ class CHGNetTeacher(TransformerMixin, BaseEstimator):
     the same as with ``n_jobs=1``.
     """
 
+    #: CHGNet's atom embedding table covers H to Pu.
+    max_z = 94
+
     def __init__(
         self,
         model_name: str = "0.3.0",
