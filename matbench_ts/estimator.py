@@ -208,17 +208,26 @@ class TSRegressor(RegressorMixin, BaseEstimator):
                 student.check_elements([s.composition for s in pretrain])
             except ValueError as exc:
                 raise ValueError(f"pretrain_structures: {exc}") from None
-            train_idx, val_idx = self._split(n)
+            train_idx, val_idx = self._split(n, has_structure=None if teacher is None else
+                                             np.array([s is not None for s in structs]))
             with seeded_torch(None, device):  # teacher work must not shift the student's random stream
                 teacher_emb, pretrain_emb = self._teacher_embeddings(teacher, structs, y, pretrain, train_idx)
             self._fit_student(student, compositions, y, teacher_emb, pretrain, pretrain_emb, train_idx, val_idx, device)
         return self
 
-    def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _split(self, n: int, has_structure: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         idx = np.arange(n)
         if self.validation_fraction == 0 or n < 10:
             return idx, idx
-        return train_test_split(idx, test_size=self.validation_fraction, random_state=self.random_state)
+        train, val = train_test_split(idx, test_size=self.validation_fraction, random_state=self.random_state)
+        if has_structure is not None and has_structure[train].any() and not has_structure[val].any():
+            # step 1 early-stops on the validation rows' embedding loss: they need rows with a structure
+            try:
+                train, val = train_test_split(idx, test_size=self.validation_fraction,
+                                              random_state=self.random_state, stratify=has_structure)
+            except ValueError:  # too few rows with a structure to put some on each side
+                pass
+        return train, val
 
     def _teacher_embeddings(self, teacher, structs, y, pretrain, train_idx):
         """Fit the teacher (cached) and embed the structures (cached); standardise the embeddings."""
@@ -277,6 +286,12 @@ class TSRegressor(RegressorMixin, BaseEstimator):
                     amp=bool(self.mixed_precision))
         self.history_ = []
         train, val = rows.subset(train_idx), rows.subset(val_idx)
+        emb_val = val  # where the embedding loss of the fit rows is monitored (step 1, and step 2 with beta=0)
+        monitors_emb = (self.epochs_step1 > 0 and pretrain_emb is None) or self.beta == 0
+        if has_teacher_rows and monitors_emb and np.isnan(teacher_emb[val_idx, 0]).all():
+            warnings.warn("no validation row has a structure: the embedding loss is monitored on the training "
+                          "rows, so early stopping cannot catch overfitting", UserWarning, stacklevel=3)
+            emb_val = train
         rule = self.alpha_rule_ = AUTO_ALPHA_RULE if self.alpha == "auto" else self.alpha
         if not has_teacher_rows:
             self.alpha_ = 0.0
@@ -291,13 +306,13 @@ class TSRegressor(RegressorMixin, BaseEstimator):
                 step1_train, step1_val = pre_rows.subset(pre_train), pre_rows.subset(pre_val)
             else:
                 no_y = Rows(rows.items, None, teacher_emb)
-                step1_train, step1_val = no_y.subset(train_idx), no_y.subset(val_idx)
+                step1_train, step1_val = no_y.subset(train_idx), Rows(emb_val.items, None, emb_val.teacher)
             config = StepConfig("step 1", self.epochs_step1, 1.0, 0.0, **step)
             self.history_ += train_step(model, step1_train, step1_val, config, device, rng)
         if has_teacher_rows and rule == "auto-step2":  # measured after step 1
             self.alpha_ = balancing_alpha(model, train, self.beta, self.batch_size * 4, device)
         config = StepConfig("step 2", self.epochs, self.alpha_, float(self.beta), **step)
-        self.history_ += train_step(model, train, val, config, device, rng)
+        self.history_ += train_step(model, train, val if self.beta > 0 else emb_val, config, device, rng)
         self.model_ = model.cpu().eval()
 
     # -------------------------------------------------------------- predict

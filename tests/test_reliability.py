@@ -269,3 +269,34 @@ def test_embed_command_refuses_an_element_beyond_the_teachers_table(ci_data, tmp
                                                                                              lines=True)
     with pytest.raises(ValueError, match=r"task actinides: row 1: element Am \(Z=95\)"):
         embed_tasks([str(path)], "chgnet", cache_dir=str(tmp_path / "cache"))
+
+
+# ----------------------------------------------------------------------------- 4: step 1's validation rows
+def _structures_only_on(ci_data, rows, n=100):
+    keep = set(rows)
+    return [s if i in keep else None for i, s in enumerate(ci_data["structures"][:n])]
+
+
+def test_step1_validation_gets_rows_with_structures(ci_data, tiny, recwarn):
+    from sklearn.model_selection import train_test_split
+
+    # the plain seeded split puts no row with a structure in the validation rows
+    train, val = train_test_split(np.arange(100), test_size=0.1, random_state=tiny["random_state"])
+    structures = _structures_only_on(ci_data, train[:20])
+    model = TSRegressor(teacher="chgnet", **{**tiny, "epochs": 1, "epochs_step1": 5})
+    model.fit(ci_data["X"][:100], ci_data["y"][:100], structures=structures)
+    step1 = [h["val_emb"] for h in model.history_ if h["step"] == "step 1"]
+    assert len(step1) == 5 and np.isfinite(step1).all()
+    assert not [w for w in recwarn if "validation row" in str(w.message)]
+
+
+def test_step1_without_any_validation_structure_warns_and_monitors_training_rows(ci_data, tiny):
+    from sklearn.model_selection import train_test_split
+
+    train, _ = train_test_split(np.arange(100), test_size=0.1, random_state=tiny["random_state"])
+    structures = _structures_only_on(ci_data, train[:1])  # one structure: it cannot be on both sides
+    model = TSRegressor(teacher="chgnet", **{**tiny, "epochs": 1, "epochs_step1": 5})
+    with pytest.warns(UserWarning, match="no validation row has a structure"):
+        model.fit(ci_data["X"][:100], ci_data["y"][:100], structures=structures)
+    step1 = [h["val_emb"] for h in model.history_ if h["step"] == "step 1"]
+    assert step1 and np.isfinite(step1).all()
