@@ -65,6 +65,8 @@ def task_name_of(path: str | Path) -> str:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a JSON-lines, CSV or Parquet table (optionally gzip-compressed)."""
+    if not Path(path).is_file():  # pandas would read a missing path as JSON text ("Expected object or value")
+        raise FileNotFoundError(f"no such file: {path}")
     path = str(path)
     if path.endswith((".jsonl", ".jsonl.gz")):
         return pd.read_json(path, lines=True)
@@ -93,16 +95,28 @@ def searched_dirs(data_dir: str | Path | None = None) -> list[str]:
 
 def find_task_file(name: str, data_dir: str | Path | None = None) -> Path | None:
     """The file of task ``name``: ``name`` itself when it is a file, else
-    ``<dir>[/matbench_proxy|/ci]/<name><suffix>``."""
+    ``<dir>[/matbench_proxy|/ci|...]/<name>[<suffix>]``."""
     if Path(name).is_file():
         return Path(name)
+    if Path(name).is_absolute():
+        return None
     for directory in data_dirs(data_dir):
         for sub in TASK_SUBDIRS:
-            for suffix in TASK_SUFFIXES:
+            for suffix in ("", *TASK_SUFFIXES):
                 candidate = directory / sub / f"{name}{suffix}"
                 if candidate.is_file():
                     return candidate
     return None
+
+
+def find_data_file(name: str | Path, data_dir: str | Path | None = None, what: str = "file") -> Path:
+    """Like :func:`find_task_file` (a path, or a name under the data directories), but a missing
+    file raises FileNotFoundError naming it and where it was looked for."""
+    path = find_task_file(str(name), data_dir)
+    if path is None:
+        where = "" if Path(name).is_absolute() else f" (nor under {searched_dirs(data_dir)} or their {TASK_SUBDIRS[1:]})"
+        raise FileNotFoundError(f"{what} {name}: no such file{where}")
+    return path
 
 
 # ----------------------------------------------------------------------------- structure library
@@ -142,10 +156,12 @@ class StructureLibrary:
 
 
 @lru_cache(maxsize=4)
-def load_structure_library(path: str) -> StructureLibrary:
+def load_structure_library(path: str, data_dir: str | None = None) -> StructureLibrary:
     """Read a structure library (``composition`` and ``structure`` columns, e.g. the mp2018
     file or a matbench_proxy task file); per formula keep the structure with the lowest
-    ``e_form`` (or other energy column, see :data:`ENERGY_COLUMNS`), else the first."""
+    ``e_form`` (or other energy column, see :data:`ENERGY_COLUMNS`), else the first.
+    ``path`` may also be a file name under the data directories (``mp2018_eform_gap.jsonl.gz``)."""
+    path = str(find_data_file(path, data_dir, "structure library"))
     frame = read_table(path)
     if "structure" not in frame.columns:
         raise ValueError(f"structure library {path} has no 'structure' column")
@@ -345,7 +361,7 @@ def load_task(
     else:
         task = load_matbench_task(name)
     if structure_library:
-        task = attach_library(task, load_structure_library(str(structure_library)))
+        task = attach_library(task, load_structure_library(str(structure_library), data_dir))
     return task
 
 

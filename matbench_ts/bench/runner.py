@@ -434,11 +434,13 @@ def _dask_worker() -> str | None:
         return None
 
 
-def library_pretrain(library: str, n: int, seed: int, test_compositions: Any) -> tuple[list[Any], int]:
+def library_pretrain(
+    library: str, n: int, seed: int, test_compositions: Any, data_dir: str | None = None
+) -> tuple[list[Any], int]:
     """Step-1 structures of ``transfer``: up to ``n`` seeded library structures (0: all) whose reduced
     formula is not among the test rows', parsed; and how many library rows that exclusion removed."""
     test_formulas = {reduced_formula(c) for c in test_compositions}
-    pretrain, n_excluded = load_structure_library(library).sample(n, seed, exclude_formulas=test_formulas)
+    pretrain, n_excluded = load_structure_library(library, data_dir).sample(n, seed, exclude_formulas=test_formulas)
     return [parse_structure(s, i) for i, s in enumerate(pretrain)], n_excluded
 
 
@@ -458,7 +460,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
         fit_kwargs["structures"] = task.structures(train)
         if spec.strategy == "transfer":
             pretrain, n_excluded = library_pretrain(str(config.pretrain_library), config.pretrain_max, spec.seed,
-                                                    task.compositions(test))
+                                                    task.compositions(test), config.data_dir)
             fit_kwargs["pretrain_structures"], n_pretrain = pretrain, len(pretrain)
         elif spec.strategy == "transfer-fold":  # unlabelled structures of the whole training fold
             pretrain = [s for s in task.structures(train_all) if s is not None]

@@ -1,0 +1,56 @@
+"""Issue #12 on the benchmark harness: missing files, bad task files, settings checked before
+``config.json`` is written, a parallel grid that stops when asked. Each test names its item."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from matbench_ts.bench import BenchConfig, run_grid
+from matbench_ts.bench.data import find_data_file, load_local_task, load_task, read_table
+from matbench_ts.cli import main
+
+DATA = Path(os.environ.get("MATBENCH_TS_DATA", Path(__file__).parents[1] / ".." / "shared" / "data")).resolve()
+CI_FILE = DATA / "ci" / "mp_e_form_300.jsonl.gz"
+
+
+def tiny_config(out: Path, cache_dir: str, **overrides) -> BenchConfig:
+    settings = dict(out=str(out), tasks=[str(CI_FILE)], fractions=[1.0], strategies=["baseline"], folds=[0],
+                    teachers=["chgnet"], profile="tiny", estimator_params=dict(epochs=3), cache_dir=cache_dir,
+                    n_embed=0, threads=1, verbose=0)
+    settings.update(overrides)
+    return BenchConfig(**settings)
+
+
+def ci_frame(n: int = 10) -> pd.DataFrame:
+    return pd.read_json(CI_FILE, lines=True).head(n)
+
+
+# ----------------------------------------------------------------------------- 5: files by name, missing files
+def test_a_missing_table_is_reported_by_its_path(tmp_path):
+    missing = tmp_path / "nowhere.jsonl.gz"
+    with pytest.raises(FileNotFoundError, match=f"no such file: {missing}"):
+        read_table(missing)
+
+
+def test_structure_library_names_resolve_under_the_data_directory(tmp_path):
+    assert find_data_file("mp2018_eform_gap.jsonl.gz", DATA) == DATA / "mp2018" / "mp2018_eform_gap.jsonl.gz"
+    library = ci_frame(5)[["id", "composition", "structure"]]
+    library.to_json(tmp_path / "lib.jsonl.gz", orient="records", lines=True)
+    ci_frame(5).drop(columns="structure").to_json(tmp_path / "comp.jsonl", orient="records", lines=True)
+    task = load_task("comp", str(tmp_path), "local", "lib.jsonl.gz")  # both found by name under --data-dir
+    assert task.n_with_structure == 5 and task.structure_source.startswith("library:")
+
+
+def test_cli_names_a_missing_structure_library(tmp_path, cache_dir, capsys):
+    args = ["bench", "--tasks", str(CI_FILE), "--strategies", "baseline", "--folds", "0", "--profile", "tiny",
+            "--structure-library", "no_such_library.jsonl.gz", "--cache-dir", cache_dir, "-q", "--out",
+            str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "structure library no_such_library.jsonl.gz: no such file" in err and "Expected object" not in err
