@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 from pathlib import Path
 
@@ -54,3 +55,57 @@ def test_cli_names_a_missing_structure_library(tmp_path, cache_dir, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "structure library no_such_library.jsonl.gz: no such file" in err and "Expected object" not in err
+
+
+# ----------------------------------------------------------------------------- 9: task files
+def write_task(tmp_path: Path, frame: pd.DataFrame, name: str = "task") -> Path:
+    path = tmp_path / f"{name}.jsonl"
+    frame.to_json(path, orient="records", lines=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    "column, value, problem",
+    [
+        ("fold", 5, "the fold must be an integer 0-4, got 5"),
+        ("fold", -1, "the fold must be an integer 0-4, got -1"),
+        ("fold", 1.5, "the fold must be an integer 0-4, got 1.5"),
+        ("fold", None, "the fold must be an integer 0-4, got nan"),
+        ("fold", "two", "the fold must be an integer 0-4, got 'two'"),
+        ("target", "abc", "the target must be a finite number, got 'abc'"),
+        ("target", None, "the target must be a finite number, got nan"),
+        ("composition", None, "missing composition, got None"),
+    ],
+)
+def test_bad_task_file_values_name_file_column_row_and_id(tmp_path, column, value, problem):
+    frame = ci_frame(6)
+    frame[column] = frame[column].astype(object)
+    frame.loc[3, column] = value
+    path = write_task(tmp_path, frame)
+    expected = f"task file {path}, column '{column}', row 3 (id '{frame.id[3]}'): {problem}"
+    with pytest.raises(ValueError, match="^" + re.escape(expected)):
+        load_local_task(path)
+
+
+def test_duplicate_ids_are_refused(tmp_path):
+    frame = ci_frame(6)
+    frame.loc[4, "id"] = frame.id[1]
+    with pytest.raises(ValueError, match=rf"column 'id', row 4 \(id '{frame.id[1]}'\): duplicate id"):
+        load_local_task(write_task(tmp_path, frame))
+
+
+def test_bad_rows_in_a_run_are_named_by_task_row_and_id(tmp_path, cache_dir):
+    frame = pd.read_json(CI_FILE, lines=True)
+    bad_formula = int(np.flatnonzero(frame.fold.to_numpy() == 1)[7])  # a training row of the run on fold 0
+    bad_cif = int(np.flatnonzero(frame.fold.to_numpy() == 2)[3])
+    frame.loc[bad_formula, "composition"] = "Xx2O3"
+    frame.loc[bad_cif, "structure"] = "not a CIF"
+    path = write_task(tmp_path, frame, "bad_rows")
+    base = run_grid(tiny_config(tmp_path / "base", cache_dir, tasks=[str(path)]))
+    (error,) = base.failed.values()
+    assert error.startswith(f"ValueError: task bad_rows, row {bad_formula} (id '{frame.id[bad_formula]}'): "
+                            "unknown element Xx")
+    ts = run_grid(tiny_config(tmp_path / "ts", cache_dir, tasks=[str(path)], strategies=["ts"]))
+    (error,) = ts.failed.values()
+    assert f"task bad_rows, column 'structure', row {bad_cif}: cannot parse structure CIF" in error
+    assert f"(id '{frame.id[bad_cif]}', file:{path})" in error

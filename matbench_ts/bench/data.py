@@ -225,7 +225,11 @@ class Task:
         out = []
         for row in np.asarray(rows, dtype=int):
             if row not in self._parsed:
-                self._parsed[row] = parse_structure(column[row], row)
+                try:
+                    self._parsed[row] = parse_structure(column[row], row)
+                except ValueError as exc:
+                    raise ValueError(f"task {self.name}, column 'structure', {exc} (id {self.ids([row])[0]!r}, "
+                                     f"{self.source})") from None
             out.append(self._parsed[row])
         return out
 
@@ -248,6 +252,35 @@ class Task:
         }
 
 
+def _refuse_rows(path: str | Path, frame: pd.DataFrame, column: str, bad: np.ndarray, problem: str) -> None:
+    """Raise ValueError naming the file, column, first bad row (position in the table) and its id."""
+    rows = np.flatnonzero(bad)
+    if len(rows):
+        row, value = rows[0], frame[column].iat[rows[0]]
+        value = value.item() if isinstance(value, np.generic) else value  # 5, not np.int64(5)
+        raise ValueError(f"task file {path}, column {column!r}, row {row} (id {frame['id'].iat[row]!r}): {problem}, "
+                         f"got {value!r} ({len(rows)} such rows)")
+
+
+def _checked_columns(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """``id`` (str, unique), ``composition`` (str), ``target`` (finite float) and ``fold`` (int 0-4), or
+    a ValueError naming the file, column, row and id of the first bad value."""
+    if frame["id"].isna().any():
+        row = int(np.flatnonzero(frame["id"].isna())[0])
+        raise ValueError(f"task file {path}, column 'id', row {row}: missing id")
+    frame["id"] = frame["id"].astype(str)
+    _refuse_rows(path, frame, "id", frame["id"].duplicated(keep="first").to_numpy(), "duplicate id")
+    _refuse_rows(path, frame, "composition", frame["composition"].isna().to_numpy(), "missing composition")
+    frame["composition"] = [c.formula if isinstance(c, Composition) else str(c) for c in frame["composition"]]
+    target = pd.to_numeric(frame["target"], errors="coerce").to_numpy(dtype=float)
+    _refuse_rows(path, frame, "target", ~np.isfinite(target), "the target must be a finite number")
+    fold = pd.to_numeric(frame["fold"], errors="coerce").to_numpy(dtype=float)
+    # fractional, missing or out-of-range folds would be truncated or silently become a fold of their own
+    _refuse_rows(path, frame, "fold", ~np.isin(fold, np.arange(5)), "the fold must be an integer 0-4")
+    frame["target"], frame["fold"] = target, fold.astype(int)
+    return frame
+
+
 def load_local_task(path: str | Path, name: str | None = None) -> Task:
     """A task from a table with columns ``id, composition, target, fold[, structure]``."""
     frame = read_table(path)
@@ -255,17 +288,11 @@ def load_local_task(path: str | Path, name: str | None = None) -> Task:
     if missing:
         raise ValueError(f"task file {path} lacks column(s) {missing}; need {list(REQUIRED_COLUMNS)} [+ structure]")
     has_structure = "structure" in frame.columns
-    frame = frame[[*REQUIRED_COLUMNS, *(["structure"] if has_structure else [])]].copy()
-    frame["id"] = frame["id"].astype(str)
-    frame["composition"] = [c.formula if isinstance(c, Composition) else str(c) for c in frame["composition"]]
-    frame["target"] = pd.to_numeric(frame["target"], errors="raise").astype(float)
-    if not np.isfinite(frame["target"]).all():
-        raise ValueError(f"task file {path}: non-finite targets")
-    frame["fold"] = frame["fold"].astype(int)
+    frame = frame[[*REQUIRED_COLUMNS, *(["structure"] if has_structure else [])]].reset_index(drop=True)
+    frame = _checked_columns(frame, path)
     if not has_structure:
         frame["structure"] = None
     frame["structure"] = frame["structure"].astype(object).where(frame["structure"].notna(), None)
-    frame = frame.reset_index(drop=True)
     return Task(
         name or task_name_of(path), frame, f"file:{Path(path).resolve()}",
         "structure" if has_structure else "composition", "task" if has_structure else "none",

@@ -444,6 +444,22 @@ def library_pretrain(
     return [parse_structure(s, i) for i, s in enumerate(pretrain)], n_excluded
 
 
+@contextlib.contextmanager
+def rows_named_in(task: Task, rows: np.ndarray) -> Iterator[None]:
+    """The estimator names a bad row by its position in the data it was given: name the task's row
+    and id instead (not for ``pretrain_structures``, whose rows are library rows)."""
+    try:
+        yield
+    except ValueError as exc:
+        message = str(exc)
+        match = re.match(r"((?:structures: )?row )(\d+)", message)
+        if match is None or int(match.group(2)) >= len(rows):
+            raise
+        row = int(rows[int(match.group(2))])
+        located = f"task {task.name}, {match.group(1)}{row} (id {task.ids([row])[0]!r})"
+        raise ValueError(located + message[match.end():]) from None
+
+
 def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, Any]:
     from .. import TSRegressor, __version__
 
@@ -468,9 +484,11 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
     y_train, y_test = task.targets(train), task.targets(test)
     model = TSRegressor(**kwargs)
     fit_start = time.perf_counter()
-    model.fit(task.compositions(train), y_train, **fit_kwargs)
+    with rows_named_in(task, train):
+        model.fit(task.compositions(train), y_train, **fit_kwargs)
     fit_time = time.perf_counter() - fit_start
-    y_pred = model.predict(task.compositions(test))
+    with rows_named_in(task, test):
+        y_pred = model.predict(task.compositions(test))
     err = y_pred - y_test
     probe = _teacher_probe(model, task, train, test, config.cache_dir) if model.teacher_ is not None else {}
     if config.n_embed > 0:
