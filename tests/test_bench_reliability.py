@@ -109,3 +109,51 @@ def test_bad_rows_in_a_run_are_named_by_task_row_and_id(tmp_path, cache_dir):
     (error,) = ts.failed.values()
     assert f"task bad_rows, column 'structure', row {bad_cif}: cannot parse structure CIF" in error
     assert f"(id '{frame.id[bad_cif]}', file:{path})" in error
+
+
+# ----------------------------------------------------------------------------- 10: check first, bind --out late
+def test_bad_settings_are_refused_before_config_json_and_do_not_lock_out(tmp_path, cache_dir, capsys):
+    out = tmp_path / "out"
+    args = ["bench", "--tasks", str(CI_FILE), "--strategies", "baseline", "--folds", "0", "--profile", "tiny",
+            "--threads", "1", "--n-embed", "0", "--cache-dir", cache_dir, "-q", "--out", str(out)]
+    assert main([*args, "--epochs", "-1"]) == 2
+    assert "epochs must be an integer >= 1, got -1" in capsys.readouterr().err
+    assert not (out / "config.json").exists()
+    assert main([*args, "--batch-size", "0"]) == 2
+    assert main([*args, "--epochs", "2"]) == 0  # the typo did not lock the directory
+    assert "1 runs: 1 executed" in capsys.readouterr().out
+
+
+def test_out_without_finished_runs_takes_a_new_configuration(tmp_path, cache_dir):
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    first = tiny_config(out, cache_dir, estimator_params=dict(epochs=3))
+    from matbench_ts.bench.runner import prepare_out
+
+    prepare_out(first)  # config.json of a grid interrupted before any run finished
+    summary = run_grid(tiny_config(out, cache_dir, estimator_params=dict(epochs=2)))
+    assert len(summary.executed) == 1
+    assert json.loads((out / "config.json").read_text())["estimator_params"] == {"epochs": 2}
+
+
+def test_equivalent_data_dir_and_student_params_are_not_configuration_changes(tmp_path, cache_dir, monkeypatch):
+    from matbench_ts.bench.runner import PROFILES, ConfigMismatchError
+
+    monkeypatch.setenv("MATBENCH_TS_DATA", str(DATA))
+    out = tmp_path / "out"
+    assert len(run_grid(tiny_config(out, cache_dir)).executed) == 1
+    same = tiny_config(out, cache_dir, data_dir=str(DATA) + "/", student_params=PROFILES["tiny"]["student_params"]["crabnet"])
+    assert run_grid(same).skipped == 1
+    keyed = tiny_config(out, cache_dir, student_params={"crabnet": {"d_model": 32}})  # the tiny preset's own value
+    assert run_grid(keyed).skipped == 1
+    with pytest.raises(ConfigMismatchError, match="student_params"):
+        run_grid(tiny_config(out, cache_dir, student_params={"crabnet": {"d_model": 16}}))
+    with pytest.raises(ConfigMismatchError, match="data_dir"):
+        run_grid(tiny_config(out, cache_dir, data_dir=str(tmp_path)))
+
+
+def test_a_missing_task_is_reported_as_missing(tmp_path, cache_dir):
+    for name in ("matbench_no_such_task", str(tmp_path / "missing.jsonl.gz")):
+        with pytest.raises(FileNotFoundError, match=f"no local file for task '{re.escape(name)}'.*not a Matbench"):
+            run_grid(tiny_config(tmp_path / "out", cache_dir, tasks=[name]))
+    assert not (tmp_path / "out").exists()

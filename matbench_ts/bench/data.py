@@ -299,10 +299,20 @@ def load_local_task(path: str | Path, name: str | None = None) -> Task:
     )
 
 
+def is_matbench_dataset(name: str) -> bool:
+    """Whether ``name`` is a dataset of Matbench v0.1 (the official ``matbench`` package)."""
+    from matbench.metadata import mbv01_metadata
+
+    return name in mbv01_metadata
+
+
 def load_matbench_task(name: str, benchmark: str = "matbench_v0.1") -> Task:
     """A task through the official ``matbench`` package: official rows and folds (it downloads
     the data, or reads ``$MATMINER_DATA`` offline). Only regression tasks are accepted."""
     from matbench.bench import MatbenchBenchmark
+
+    if not is_matbench_dataset(name):
+        raise ValueError(f"{name!r} is not a Matbench v0.1 dataset")
 
     mb = MatbenchBenchmark(benchmark=benchmark, subset=[name], autoload=False)
     mb_task = next(iter(mb.tasks))
@@ -381,9 +391,10 @@ def load_task(
         task = load_mp2018_task(name, data_dir)
     elif path is not None:
         task = load_local_task(path, task_name_of(name) if Path(name).is_file() else name)
-    elif source == "local":
+    elif source == "local" or not is_matbench_dataset(name):
+        also = "" if source == "local" else ", and it is not a Matbench v0.1 dataset"
         raise FileNotFoundError(
-            f"no local file for task {name!r}; searched {searched_dirs(data_dir)} (and {TASK_SUBDIRS[1:]} inside)"
+            f"no local file for task {name!r}; searched {searched_dirs(data_dir)} (and {TASK_SUBDIRS[1:]} inside){also}"
         )
     else:
         task = load_matbench_task(name)

@@ -32,7 +32,9 @@ from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
 from .data import (
+    DATA_ENV,
     Task,
+    find_data_file,
     fraction_indices,
     inner_split,
     load_structure_library,
@@ -333,6 +335,30 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+#: Config fields that override the profile's presets.
+PARAMS_FIELDS = ("student_params", "teacher_params", "estimator_params")
+
+
+def _setting(key: str, value: Any) -> Any:
+    """A saved setting as it acts: ``data_dir`` None means ``$MATBENCH_TS_DATA``."""
+    if key == "data_dir":
+        value = value or os.environ.get(DATA_ENV)
+        return str(Path(value).resolve()) if value else None
+    return value
+
+
+def _effective_params(saved: dict[str, Any], key: str, other: dict[str, Any]) -> Any:
+    """``saved[key]`` applied to the presets of ``saved``'s profile, for the models of both configs."""
+    preset = PROFILES.get(saved.get("profile"), {})
+    if key == "estimator_params":
+        value = {**preset.get("estimator", {}), **(saved.get(key) or {})}
+    else:
+        kind = "students" if key == "student_params" else "teachers"
+        names = dict.fromkeys([*saved.get(kind, []), *other.get(kind, [])])
+        value = {n: {**preset.get(key, {}).get(n, {}), **_pick(saved.get(key), n)} for n in names}
+    return json.loads(json.dumps(_jsonable(value)))
+
+
 def prepare_out(config: BenchConfig) -> dict[str, Any]:
     """Create ``out`` and its ``config.json``; refuse a mismatching existing one.
 
@@ -342,13 +368,18 @@ def prepare_out(config: BenchConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "config.json"
     new = json.loads(json.dumps(config.to_dict()))
-    if path.exists():
+    # settings bind an --out only once a run finished under them (a typo must not lock it)
+    if path.exists() and any((out / "runs").rglob("*.json")):
         # A field missing from the saved file was added to BenchConfig later: its runs used the default.
         defaults = {f.name: f.default for f in dataclasses.fields(BenchConfig) if f.default is not dataclasses.MISSING}
         old = {**_jsonable(defaults), **json.loads(path.read_text())}
-        ignored = set(HARMLESS_FIELDS) | set(GRID_FIELDS) | {"matbench_ts_version", "resolved"}
+        ignored = set(HARMLESS_FIELDS) | set(GRID_FIELDS) | set(PARAMS_FIELDS) | {"matbench_ts_version", "resolved"}
         diffs = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
-                 if k not in ignored and old.get(k) != new.get(k)}
+                 if k not in ignored and _setting(k, old.get(k)) != _setting(k, new.get(k))}
+        for key in PARAMS_FIELDS:  # compared as the settings they give with the profile's presets
+            a, b = _effective_params(old, key, new), _effective_params(new, key, old)
+            if a != b:
+                diffs[key] = (old.get(key), new.get(key))
         old_resolved, new_resolved = old.get("resolved", {}), new["resolved"]
         for pair in sorted(set(old_resolved) & set(new_resolved)):  # settings each model pair resolves to
             a, b = old_resolved[pair], new_resolved[pair]
@@ -579,8 +610,25 @@ def execute_run(spec: RunSpec, config: BenchConfig) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the grid
+def check_settings(config: BenchConfig) -> None:
+    """Refuse estimator settings that every run would refuse (``--epochs -1``), and a missing step-1 library."""
+    from ..estimator import TSRegressor
+
+    for student in config.students:
+        for strategy in config.strategies:
+            for teacher in [None] if strategy == "baseline" else config.teachers:
+                kwargs = estimator_kwargs(config, student, teacher, strategy, config.seeds[0])
+                try:
+                    TSRegressor(**kwargs)._check_params()
+                except ValueError as exc:
+                    raise ValueError(f"{strategy} ({student}, teacher {teacher}): {exc}") from None
+    if "transfer" in config.strategies:
+        find_data_file(str(config.pretrain_library), config.data_dir, "pretrain library")
+
+
 def check_grid(config: BenchConfig, tasks: dict[str, Task]) -> None:
-    """Refuse, before any training, runs that cannot work (missing folds, no teacher structures)."""
+    """Refuse, before any training, runs that cannot work (bad settings, missing folds, no teacher structures)."""
+    check_settings(config)
     needs_structures = [s for s in config.strategies if s not in ("baseline", "transfer")]
     for name, task in tasks.items():
         missing = sorted(set(config.folds) - set(task.folds))
@@ -612,9 +660,9 @@ def run_grid(
     ``on_result`` is called in this process after each finished run (progress hooks; an
     exception raised there stops the grid, as an interruption would).
     """
-    prepare_out(config)
     tasks = {task_name_of(name): _task(config, name) for name in config.tasks}
     check_grid(config, tasks)
+    prepare_out(config)  # only once everything checked: a refused setting must not bind --out
     write_task_info(config, tasks)
     specs = build_grid(config)
     pending = [s for s in specs if not result_path(config, s).exists()]
