@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 import os
 from pathlib import Path
 
@@ -157,3 +161,55 @@ def test_a_missing_task_is_reported_as_missing(tmp_path, cache_dir):
         with pytest.raises(FileNotFoundError, match=f"no local file for task '{re.escape(name)}'.*not a Matbench"):
             run_grid(tiny_config(tmp_path / "out", cache_dir, tasks=[name]))
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- 3: stopping a parallel grid
+def _bench_command(out: Path, cache_dir: str, fractions: str) -> list[str]:
+    # 0.05 runs are short (12 rows), 1.0 runs long (300 epochs of 240 rows): runs are in flight at the signal
+    return [sys.executable, "-m", "matbench_ts.cli", "bench", "--tasks", str(CI_FILE), "--strategies", "baseline",
+            "--fractions", fractions, "--folds", "0,1,2,3,4", "--profile", "tiny", "--epochs", "300", "--patience",
+            "300", "--threads", "1", "--n-embed", "0", "--n-jobs", "2", "--cache-dir", cache_dir, "-q",
+            "--out", str(out)]
+
+
+def _finished(out: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")} if (out / "runs").exists() else {}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_parallel_grid_and_the_next_call_resumes(tmp_path, cache_dir, capsys, signum):
+    """SIGINT is sent with SIGINT ignored at the start, as a shell starts a background job (``bench ... &``)."""
+    import psutil
+
+    out = tmp_path / "out"
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:  # a file, not a pipe: workers inherit it, and must not hold a pipe open
+        proc = subprocess.Popen(_bench_command(out, cache_dir, "0.05,1"), stdout=subprocess.DEVNULL, stderr=stderr,
+                                preexec_fn=ignore_sigint)
+    try:
+        deadline = time.monotonic() + 180
+        while not _finished(out) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        assert _finished(out) and proc.poll() is None and workers, "no run finished while the grid ran"
+        proc.send_signal(signum)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, f"workers still running after the grid stopped: {alive}"
+    assert proc.returncode == 128 + signum
+    assert f"interrupted by {signal.Signals(signum).name}: finished runs are kept" in log.read_text()
+    finished = _finished(out)
+    time.sleep(1)
+    assert _finished(out) == finished and 1 <= len(finished) < 10  # nothing written after the stop
+    for path in finished:
+        assert json.loads(path.read_text())["status"] == "done"
+    if signum == signal.SIGTERM:  # the next call skips the finished runs (here only the short ones are rerun)
+        short = {p for p in finished if p.name.startswith("frac0.05_")}
+        args = _bench_command(out, cache_dir, "0.05")[3:]
+        args[args.index("--n-jobs") + 1] = "1"  # n_jobs may change between calls
+        assert main(args) == 0
+        assert f"5 runs: {5 - len(short)} executed, {len(short)} already done" in capsys.readouterr().out
+        assert {p: m for p, m in _finished(out).items() if p in finished} == finished  # not rewritten

@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import signal
 import threading
 import time
 import traceback
@@ -651,6 +652,34 @@ def write_task_info(config: BenchConfig, tasks: dict[str, Task]) -> None:
         atomic_write_json(Path(config.out) / "tasks" / f"{task.name}.json", info)
 
 
+class GridInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the grid; finished runs are kept, the next call resumes."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`GridInterrupted` in this thread, so joblib aborts the grid and
+    ends its workers. By default SIGTERM ends only this process (the workers would run on), and a
+    shell starts a background job (``bench ... &``) with SIGINT ignored."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise GridInterrupted(signum)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def run_grid(
     config: BenchConfig,
     on_result: Callable[[dict[str, Any]], None] | None = None,
@@ -658,7 +687,8 @@ def run_grid(
     """Run every missing run of ``config``'s grid; return what was done.
 
     ``on_result`` is called in this process after each finished run (progress hooks; an
-    exception raised there stops the grid, as an interruption would).
+    exception raised there stops the grid, as an interruption would). SIGINT or SIGTERM stops
+    the grid with :class:`GridInterrupted` once its workers are ended.
     """
     tasks = {task_name_of(name): _task(config, name) for name in config.tasks}
     check_grid(config, tasks)
@@ -672,6 +702,7 @@ def run_grid(
     sequential = config.n_jobs == 1 and not config.scheduler
     run_config = dataclasses.replace(config, verbose=config.verbose if sequential else 0)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(stop_on_signals())  # entered first, left last: the workers are ended by then
         n_jobs = config.n_jobs
         if config.scheduler:
             from distributed import Client
