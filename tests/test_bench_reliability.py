@@ -213,3 +213,21 @@ def test_a_signal_stops_a_parallel_grid_and_the_next_call_resumes(tmp_path, cach
         assert main(args) == 0
         assert f"5 runs: {5 - len(short)} executed, {len(short)} already done" in capsys.readouterr().out
         assert {p: m for p, m in _finished(out).items() if p in finished} == finished  # not rewritten
+
+
+# ----------------------------------------------------------------------------- 11: submission name, parquet
+@pytest.mark.parametrize("algorithm", ["CrabNet+CHGNet-ts", "CNet"])
+def test_submission_algorithm_name_outside_matbench_limits_is_refused_before_any_run(tmp_path, capsys, algorithm):
+    args = ["submit", "--tasks", "matbench_steels", "--strategy", "baseline", "--teacher", "none", "--profile",
+            "tiny", "--algorithm", algorithm, "--out", str(tmp_path / "sub")]
+    assert main(args) == 2
+    assert f"algorithm must have 5-15 characters (Matbench's limits), got '{algorithm}'" in capsys.readouterr().err
+    assert not (tmp_path / "sub").exists()
+
+
+def test_parquet_task_files_are_read(tmp_path):
+    frame = ci_frame(8)
+    frame.to_parquet(tmp_path / "small.parquet")
+    task = load_local_task(tmp_path / "small.parquet")
+    assert task.name == "small" and len(task.frame) == 8 and task.n_with_structure == 8
+    assert task.frame["id"].tolist() == frame["id"].tolist()
