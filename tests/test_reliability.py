@@ -300,3 +300,21 @@ def test_step1_without_any_validation_structure_warns_and_monitors_training_rows
         model.fit(ci_data["X"][:100], ci_data["y"][:100], structures=structures)
     step1 = [h["val_emb"] for h in model.history_ if h["step"] == "step 1"]
     assert step1 and np.isfinite(step1).all()
+
+
+# ----------------------------------------------------------------------------- 12: what the demo prints
+def test_demo_prints_its_table_and_nothing_else(tmp_path, cache_dir):
+    """As a user runs it (no pytest warning filters): no CIF notices, no torch warning, no CHGNet banner."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import DATA_DIR
+
+    env = {**os.environ, "MATBENCH_TS_CACHE": cache_dir}
+    result = subprocess.run(
+        [sys.executable, "-m", "matbench_ts.demo", "--data", str(DATA_DIR), "--folds", "0", "--fraction", "0.004",
+         "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600, check=True)
+    assert result.stderr == ""
+    assert "initialized" not in result.stdout and "Warning" not in result.stdout
+    assert "mean MAE over folds:" in result.stdout and (tmp_path / "demo_parity.png").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -65,7 +67,8 @@ class CHGNetTeacher(TransformerMixin, BaseEstimator):
         if getattr(self, "_chgnet", None) is None:
             from chgnet.model import CHGNet
 
-            model = CHGNet.load(model_name=self.model_name, use_device="cpu", verbose=False)
+            with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints "initialized" whatever its verbose
+                model = CHGNet.load(model_name=self.model_name, use_device="cpu", verbose=False)
             self._chgnet = model.to(resolve_device(self.device)).eval()
         return self._chgnet
 
