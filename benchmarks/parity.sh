@@ -16,7 +16,7 @@ CPU_CRABNET='{"d_model": 128, "N": 2, "heads": 4, "out_hidden": [256, 128, 64], 
 bench() { "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --strategies baseline "$@"; }
 
 phase_size_choice() {  # published vs CPU sizes on steels, scored on 20% of the training folds
-  bench --tasks matbench_steels --folds 0,1 --inner-validation 0.2 --out $OUT/size_choice/published_up_to_1000
+  bench --tasks matbench_steels --folds 0 --inner-validation 0.2 --out $OUT/size_choice/published_up_to_1000
   bench --tasks matbench_steels --folds 0,1 --inner-validation 0.2 --student-params "$CPU_CRABNET" \
     --out $OUT/size_choice/cpu_sizes
 }
@@ -47,7 +47,7 @@ phase_report() {
   .venv/bin/python benchmarks/parity_table.py --out docs/results/parity.md
 }
 
-PHASES=(size_choice official ablation proxy_small roost anchor proxy_head report)
+PHASES=(official size_choice ablation proxy_small roost anchor proxy_head report)
 for phase in "${@:-${PHASES[@]}}"; do
   echo "=== phase $phase ($(date +%H:%M:%S))"
   "phase_$phase" || echo "=== phase $phase FAILED"

@@ -228,13 +228,17 @@ def _submit(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``matbench-ts`` command."""
     args = build_parser().parse_args(argv)
-    from .bench.runner import ConfigMismatchError
+    from .bench.runner import ConfigMismatchError, GridInterrupted
 
     try:
         return {"bench": _bench, "report": _report, "embed": _embed, "submit": _submit}[args.command](args)
     except (ConfigMismatchError, FileNotFoundError, ValueError) as exc:
         print(f"matbench-ts {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except GridInterrupted as exc:
+        print(f"matbench-ts {args.command}: interrupted by {exc}: finished runs are kept in {args.out}; "
+              "rerun the same command to resume", file=sys.stderr)
+        return 128 + exc.signum
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -19,8 +20,8 @@ from .cache import TeacherCache, structure_key
 from .device import resolve_device, seeded_torch
 from .inputs import check_structures_match, check_targets, parse_structures, split_inputs
 from .students import Student, make_student
-from .teachers import frozen_cache_id, make_teacher
 from .recipe import Recipe, resolve_recipe
+from .teachers import check_teacher_elements, frozen_cache_id, make_teacher
 from .training import Rows, StepConfig, StudentWithProjection, balancing_alpha, train_step
 
 #: The measured alpha rules; ``alpha="auto"`` means :data:`AUTO_ALPHA_RULE`.
@@ -28,6 +29,16 @@ ALPHA_RULES = ("auto-init", "auto-step2")
 AUTO_ALPHA_RULE = "auto-step2"
 #: The names ``alpha`` accepts besides a number.
 ALPHA_NAMES = ("auto", *ALPHA_RULES)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_finite_number(value: Any, minimum: float = -np.inf) -> bool:
+    """A real number (not a bool or a string), finite and >= ``minimum``."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and bool(np.isfinite(value)) and value >= minimum)
 
 
 class TSRegressor(RegressorMixin, BaseEstimator):
@@ -52,7 +63,8 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         validation splits inside training folds (``AUTO_ALPHA_RULE``, see docs/results.md).
         After ``fit``, ``alpha_`` holds the value used and ``alpha_rule_`` the rule or number.
     beta : float
-        Weight of the target loss in step 2 (0 makes step 2 a second step 1).
+        Weight of the target loss in step 2. 0 makes step 2 a second step 1 (embedding loss
+        only, early-stopped on it): it needs a teacher, rows with structures and a number alpha > 0.
     epochs : int
         Maximum epochs of step 2 (knowledge guidance; the only step of the baseline).
     epochs_step1 : int
@@ -141,26 +153,37 @@ class TSRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def _check_params(self) -> None:
-        measured = self.alpha in ALPHA_NAMES
-        if not (measured or (isinstance(self.alpha, (int, float)) and self.alpha >= 0)):
-            raise ValueError(f"alpha must be {', '.join(map(repr, ALPHA_NAMES))} or a number >= 0, got {self.alpha!r}")
-        if self.beta < 0 or (not measured and self.alpha + self.beta == 0):
-            raise ValueError(f"need beta >= 0 and alpha + beta > 0, got alpha={self.alpha!r}, beta={self.beta!r}")
-        for name in ("epochs", "epochs_step1", "patience"):
+        """Raise ValueError naming the first invalid setting, before any work."""
+        measured = isinstance(self.alpha, str) and self.alpha in ALPHA_NAMES
+        if not (measured or _is_finite_number(self.alpha, minimum=0)):
+            raise ValueError(
+                f"alpha must be {', '.join(map(repr, ALPHA_NAMES))} or a finite number >= 0, got {self.alpha!r}"
+            )
+        if not _is_finite_number(self.beta, minimum=0):
+            raise ValueError(f"beta must be a finite number >= 0, got {self.beta!r}")
+        if self.beta == 0:  # step 2 on the embedding loss alone: (alpha * L_emb) / alpha
+            if self.teacher is None:
+                raise ValueError("beta=0 leaves only the embedding loss, which needs a teacher; got teacher=None")
+            if measured or self.alpha == 0:  # a measured alpha balances a target loss that beta=0 switches off
+                raise ValueError(f"beta=0 (a second step 1) needs a number alpha > 0, got alpha={self.alpha!r}")
+        for name, minimum in (("epochs", 1), ("epochs_step1", 0), ("patience", 0)):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if self.batch_size is not None and (not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
-        for name in ("learning_rate", "weight_decay"):
-            value = getattr(self, name)
-            positive = name == "learning_rate"
-            if value is not None and not (isinstance(value, (int, float)) and np.isfinite(value)
-                                          and (value > 0 if positive else value >= 0)):
-                raise ValueError(f"{name} must be None or a finite number {'>' if positive else '>='} 0, got {value!r}")
+            if not _is_integer(value) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        if self.batch_size is not None and (not _is_integer(self.batch_size) or self.batch_size < 1):
+            raise ValueError(f"batch_size must be None or an integer >= 1, got {self.batch_size!r}")
+        if self.learning_rate is not None and not (_is_finite_number(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be None or a finite number > 0, got {self.learning_rate!r}")
+        if self.weight_decay is not None and not _is_finite_number(self.weight_decay, minimum=0):
+            raise ValueError(f"weight_decay must be None or a finite number >= 0, got {self.weight_decay!r}")
         self._recipe()
-        if not 0 <= self.validation_fraction < 1:
+        if not _is_finite_number(self.validation_fraction, minimum=0) or self.validation_fraction >= 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
+        if not isinstance(self.verbose, (int, np.integer)):
+            raise ValueError(f"verbose must be an integer, got {self.verbose!r}")
+        if self.random_state is not None and not _is_integer(self.random_state):
+            # torch generators are seeded from it, so a RandomState instance cannot stand in
+            raise ValueError(f"random_state must be None or an integer, got {type(self.random_state).__name__}")
 
     def _recipe(self) -> Recipe:
         """The recipe in force: ``recipe`` resolved for the student, with ``weight_decay`` applied."""
@@ -191,11 +214,15 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         else:
             structs = x_structures or [None] * n
         check_structures_match(compositions, structs)
+        if self.beta == 0 and all(s is None for s in structs):
+            raise ValueError("beta=0 trains on the embedding loss only, but no row of X has a structure")
         pretrain = []
         if pretrain_structures is not None:
             pretrain = [s for s in parse_structures(pretrain_structures, name="pretrain_structures") if s is not None]
         device = resolve_device(self.device)
         teacher = None if self.teacher is None else make_teacher(self.teacher, self.teacher_params)
+        check_teacher_elements(teacher, structs)
+        check_teacher_elements(teacher, pretrain, "pretrain_structures")
         if hasattr(teacher, "get_params") and teacher.get_params().get("random_state", 0) is None:
             teacher.set_params(random_state=self.random_state)  # a trained teacher is reproducible too
         with seeded_torch(self.random_state, device):
@@ -205,17 +232,26 @@ class TSRegressor(RegressorMixin, BaseEstimator):
                 student.check_elements([s.composition for s in pretrain])
             except ValueError as exc:
                 raise ValueError(f"pretrain_structures: {exc}") from None
-            train_idx, val_idx = self._split(n)
+            train_idx, val_idx = self._split(n, has_structure=None if teacher is None else
+                                             np.array([s is not None for s in structs]))
             with seeded_torch(None, device):  # teacher work must not shift the student's random stream
                 teacher_emb, pretrain_emb = self._teacher_embeddings(teacher, structs, y, pretrain, train_idx)
             self._fit_student(student, compositions, y, teacher_emb, pretrain, pretrain_emb, train_idx, val_idx, device)
         return self
 
-    def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _split(self, n: int, has_structure: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         idx = np.arange(n)
         if self.validation_fraction == 0 or n < 10:
             return idx, idx
-        return train_test_split(idx, test_size=self.validation_fraction, random_state=self.random_state)
+        train, val = train_test_split(idx, test_size=self.validation_fraction, random_state=self.random_state)
+        if has_structure is not None and has_structure[train].any() and not has_structure[val].any():
+            # step 1 early-stops on the validation rows' embedding loss: they need rows with a structure
+            try:
+                train, val = train_test_split(idx, test_size=self.validation_fraction,
+                                              random_state=self.random_state, stratify=has_structure)
+            except ValueError:  # too few rows with a structure to put some on each side
+                pass
+        return train, val
 
     def _teacher_embeddings(self, teacher, structs, y, pretrain, train_idx):
         """Fit the teacher (cached) and embed the structures (cached); standardise the embeddings."""
@@ -275,6 +311,12 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         batch_size = lambda n_rows: self.batch_size or recipe.batch_size_for(n_rows)  # noqa: E731
         self.history_ = []
         train, val = rows.subset(train_idx), rows.subset(val_idx)
+        emb_val = val  # where the embedding loss of the fit rows is monitored (step 1, and step 2 with beta=0)
+        monitors_emb = (self.epochs_step1 > 0 and pretrain_emb is None) or self.beta == 0
+        if has_teacher_rows and monitors_emb and np.isnan(teacher_emb[val_idx, 0]).all():
+            warnings.warn("no validation row has a structure: the embedding loss is monitored on the training "
+                          "rows, so early stopping cannot catch overfitting", UserWarning, stacklevel=3)
+            emb_val = train
         rule = self.alpha_rule_ = AUTO_ALPHA_RULE if self.alpha == "auto" else self.alpha
         if not has_teacher_rows:
             self.alpha_ = 0.0
@@ -289,13 +331,13 @@ class TSRegressor(RegressorMixin, BaseEstimator):
                 step1_train, step1_val = pre_rows.subset(pre_train), pre_rows.subset(pre_val)
             else:
                 no_y = Rows(rows.items, None, teacher_emb)
-                step1_train, step1_val = no_y.subset(train_idx), no_y.subset(val_idx)
+                step1_train, step1_val = no_y.subset(train_idx), Rows(emb_val.items, None, emb_val.teacher)
             config = StepConfig("step 1", self.epochs_step1, 1.0, 0.0, batch_size=batch_size(len(step1_train)), **step)
             self.history_ += train_step(model, step1_train, step1_val, config, device, rng)
         if has_teacher_rows and rule == "auto-step2":  # measured after step 1
             self.alpha_ = balancing_alpha(model, train, self.beta, batch_size(len(train)) * 4, device)
         config = StepConfig("step 2", self.epochs, self.alpha_, float(self.beta), batch_size=batch_size(len(train)), **step)
-        self.history_ += train_step(model, train, val, config, device, rng)
+        self.history_ += train_step(model, train, val if self.beta > 0 else emb_val, config, device, rng)
         self.model_ = model.cpu().eval()
 
     # -------------------------------------------------------------- predict

@@ -54,6 +54,7 @@ def parse_composition(item: Any, row: int) -> Composition:
         raise ValueError(f"row {row}: expected a formula, Composition or Structure, got {type(item).__name__}")
     if len(comp) == 0 or comp.num_atoms <= 0:
         raise ValueError(f"row {row}: empty composition {item!r}")
+    comp = without_oxidation_states(comp)
     for el in comp.elements:
         if not isinstance(el, Element) or el.Z > MAX_Z or el.Z < 1:
             raise ValueError(f"row {row}: unknown element {el!s} in {item!r}")
@@ -61,6 +62,13 @@ def parse_composition(item: Any, row: int) -> Composition:
         if not np.isfinite(amt) or amt < 0:
             raise ValueError(f"row {row}: invalid amount {amt} of {el} in {item!r}")
     return comp
+
+
+def without_oxidation_states(comp: Composition) -> Composition:
+    """Species (``Fe2+``, ``Lu0+``) as their elements: students and teachers know elements only."""
+    if all(isinstance(el, Element) for el in comp.elements):
+        return comp
+    return comp.element_composition
 
 
 def parse_compositions(X: Any) -> list[Composition]:
@@ -102,9 +110,11 @@ def check_structures_match(compositions: Sequence[Composition], structures: Sequ
     for i, (comp, struct) in enumerate(zip(compositions, structures)):
         if struct is None:
             continue
-        if not struct.composition.reduced_composition.almost_equals(comp.reduced_composition, rtol=1e-3):
+        struct_comp = without_oxidation_states(struct.composition)
+        if not struct_comp.reduced_composition.almost_equals(without_oxidation_states(comp).reduced_composition,
+                                                             rtol=1e-3):
             raise ValueError(
-                f"row {i}: structure composition {struct.composition.reduced_formula} "
+                f"row {i}: structure composition {struct_comp.reduced_formula} "
                 f"differs from the row's composition {comp.reduced_formula}"
             )
 

@@ -78,7 +78,7 @@ def test_bad_pretrain_structure(model, ci_data):
 
 
 def test_bad_parameters(tiny):
-    with pytest.raises(ValueError, match="alpha must be 'auto', 'auto-init', 'auto-step2' or a number.*'big'"):
+    with pytest.raises(ValueError, match="alpha must be 'auto', 'auto-init', 'auto-step2' or a finite number.*'big'"):
         TSRegressor(alpha="big", **tiny).fit(["NaCl"], [1.0])
     with pytest.raises(ValueError, match="unknown teacher"):
         TSRegressor(teacher="megnet", **tiny).fit(["NaCl"], [1.0])

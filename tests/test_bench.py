@@ -201,11 +201,16 @@ def test_deleted_results_are_the_only_reruns_in_parallel(grid):
 
 
 def test_failed_run_is_reported_and_retried(tmp_path, cache_dir):
-    config = tiny_config(tmp_path / "bad", cache_dir, fractions=[1.0], strategies=["baseline"], folds=[0],
-                         estimator_params=dict(batch_size=0))
+    frame = pd.read_json(CI_FILE, lines=True)
+    bad = int(np.flatnonzero(frame["fold"].to_numpy() != 0)[0])  # a training row of fold 0's run
+    frame.loc[bad, "composition"] = "Qq2"
+    frame.to_json(tmp_path / "bad_formula.jsonl", orient="records", lines=True)
+    config = tiny_config(tmp_path / "bad", cache_dir, tasks=[str(tmp_path / "bad_formula.jsonl")], fractions=[1.0],
+                         strategies=["baseline"], folds=[0])
     summary = run_grid(config)
     assert summary.executed == []
-    assert list(summary.failed.values()) == ["ValueError: batch_size must be a positive integer or None, got 0"]
+    assert list(summary.failed.values()) == [
+        f"ValueError: task bad_formula, row {bad} (id '{frame.id[bad]}'): unknown element Qq0+ in 'Qq2'"]
     assert not result_files(tmp_path / "bad") and len(list((tmp_path / "bad").rglob("*.failed"))) == 1
     assert len(run_grid(config).failed) == 1  # not marked done: the next call tries again
     with pytest.raises(ValueError, match="unknown teacher"):

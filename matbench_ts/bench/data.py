@@ -65,6 +65,8 @@ def task_name_of(path: str | Path) -> str:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a JSON-lines, CSV or Parquet table (optionally gzip-compressed)."""
+    if not Path(path).is_file():  # pandas would read a missing path as JSON text ("Expected object or value")
+        raise FileNotFoundError(f"no such file: {path}")
     path = str(path)
     if path.endswith((".jsonl", ".jsonl.gz")):
         return pd.read_json(path, lines=True)
@@ -93,16 +95,28 @@ def searched_dirs(data_dir: str | Path | None = None) -> list[str]:
 
 def find_task_file(name: str, data_dir: str | Path | None = None) -> Path | None:
     """The file of task ``name``: ``name`` itself when it is a file, else
-    ``<dir>[/matbench_proxy|/ci]/<name><suffix>``."""
+    ``<dir>[/matbench_proxy|/ci|...]/<name>[<suffix>]``."""
     if Path(name).is_file():
         return Path(name)
+    if Path(name).is_absolute():
+        return None
     for directory in data_dirs(data_dir):
         for sub in TASK_SUBDIRS:
-            for suffix in TASK_SUFFIXES:
+            for suffix in ("", *TASK_SUFFIXES):
                 candidate = directory / sub / f"{name}{suffix}"
                 if candidate.is_file():
                     return candidate
     return None
+
+
+def find_data_file(name: str | Path, data_dir: str | Path | None = None, what: str = "file") -> Path:
+    """Like :func:`find_task_file` (a path, or a name under the data directories), but a missing
+    file raises FileNotFoundError naming it and where it was looked for."""
+    path = find_task_file(str(name), data_dir)
+    if path is None:
+        where = "" if Path(name).is_absolute() else f" (nor under {searched_dirs(data_dir)} or their {TASK_SUBDIRS[1:]})"
+        raise FileNotFoundError(f"{what} {name}: no such file{where}")
+    return path
 
 
 # ----------------------------------------------------------------------------- structure library
@@ -142,10 +156,12 @@ class StructureLibrary:
 
 
 @lru_cache(maxsize=4)
-def load_structure_library(path: str) -> StructureLibrary:
+def load_structure_library(path: str, data_dir: str | None = None) -> StructureLibrary:
     """Read a structure library (``composition`` and ``structure`` columns, e.g. the mp2018
     file or a matbench_proxy task file); per formula keep the structure with the lowest
-    ``e_form`` (or other energy column, see :data:`ENERGY_COLUMNS`), else the first."""
+    ``e_form`` (or other energy column, see :data:`ENERGY_COLUMNS`), else the first.
+    ``path`` may also be a file name under the data directories (``mp2018_eform_gap.jsonl.gz``)."""
+    path = str(find_data_file(path, data_dir, "structure library"))
     frame = read_table(path)
     if "structure" not in frame.columns:
         raise ValueError(f"structure library {path} has no 'structure' column")
@@ -209,7 +225,11 @@ class Task:
         out = []
         for row in np.asarray(rows, dtype=int):
             if row not in self._parsed:
-                self._parsed[row] = parse_structure(column[row], row)
+                try:
+                    self._parsed[row] = parse_structure(column[row], row)
+                except ValueError as exc:
+                    raise ValueError(f"task {self.name}, column 'structure', {exc} (id {self.ids([row])[0]!r}, "
+                                     f"{self.source})") from None
             out.append(self._parsed[row])
         return out
 
@@ -232,6 +252,35 @@ class Task:
         }
 
 
+def _refuse_rows(path: str | Path, frame: pd.DataFrame, column: str, bad: np.ndarray, problem: str) -> None:
+    """Raise ValueError naming the file, column, first bad row (position in the table) and its id."""
+    rows = np.flatnonzero(bad)
+    if len(rows):
+        row, value = rows[0], frame[column].iat[rows[0]]
+        value = value.item() if isinstance(value, np.generic) else value  # 5, not np.int64(5)
+        raise ValueError(f"task file {path}, column {column!r}, row {row} (id {frame['id'].iat[row]!r}): {problem}, "
+                         f"got {value!r} ({len(rows)} such rows)")
+
+
+def _checked_columns(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """``id`` (str, unique), ``composition`` (str), ``target`` (finite float) and ``fold`` (int 0-4), or
+    a ValueError naming the file, column, row and id of the first bad value."""
+    if frame["id"].isna().any():
+        row = int(np.flatnonzero(frame["id"].isna())[0])
+        raise ValueError(f"task file {path}, column 'id', row {row}: missing id")
+    frame["id"] = frame["id"].astype(str)
+    _refuse_rows(path, frame, "id", frame["id"].duplicated(keep="first").to_numpy(), "duplicate id")
+    _refuse_rows(path, frame, "composition", frame["composition"].isna().to_numpy(), "missing composition")
+    frame["composition"] = [c.formula if isinstance(c, Composition) else str(c) for c in frame["composition"]]
+    target = pd.to_numeric(frame["target"], errors="coerce").to_numpy(dtype=float)
+    _refuse_rows(path, frame, "target", ~np.isfinite(target), "the target must be a finite number")
+    fold = pd.to_numeric(frame["fold"], errors="coerce").to_numpy(dtype=float)
+    # fractional, missing or out-of-range folds would be truncated or silently become a fold of their own
+    _refuse_rows(path, frame, "fold", ~np.isin(fold, np.arange(5)), "the fold must be an integer 0-4")
+    frame["target"], frame["fold"] = target, fold.astype(int)
+    return frame
+
+
 def load_local_task(path: str | Path, name: str | None = None) -> Task:
     """A task from a table with columns ``id, composition, target, fold[, structure]``."""
     frame = read_table(path)
@@ -239,27 +288,31 @@ def load_local_task(path: str | Path, name: str | None = None) -> Task:
     if missing:
         raise ValueError(f"task file {path} lacks column(s) {missing}; need {list(REQUIRED_COLUMNS)} [+ structure]")
     has_structure = "structure" in frame.columns
-    frame = frame[[*REQUIRED_COLUMNS, *(["structure"] if has_structure else [])]].copy()
-    frame["id"] = frame["id"].astype(str)
-    frame["composition"] = [c.formula if isinstance(c, Composition) else str(c) for c in frame["composition"]]
-    frame["target"] = pd.to_numeric(frame["target"], errors="raise").astype(float)
-    if not np.isfinite(frame["target"]).all():
-        raise ValueError(f"task file {path}: non-finite targets")
-    frame["fold"] = frame["fold"].astype(int)
+    frame = frame[[*REQUIRED_COLUMNS, *(["structure"] if has_structure else [])]].reset_index(drop=True)
+    frame = _checked_columns(frame, path)
     if not has_structure:
         frame["structure"] = None
     frame["structure"] = frame["structure"].astype(object).where(frame["structure"].notna(), None)
-    frame = frame.reset_index(drop=True)
     return Task(
         name or task_name_of(path), frame, f"file:{Path(path).resolve()}",
         "structure" if has_structure else "composition", "task" if has_structure else "none",
     )
 
 
+def is_matbench_dataset(name: str) -> bool:
+    """Whether ``name`` is a dataset of Matbench v0.1 (the official ``matbench`` package)."""
+    from matbench.metadata import mbv01_metadata
+
+    return name in mbv01_metadata
+
+
 def load_matbench_task(name: str, benchmark: str = "matbench_v0.1") -> Task:
     """A task through the official ``matbench`` package: official rows and folds (it downloads
     the data, or reads ``$MATMINER_DATA`` offline). Only regression tasks are accepted."""
     from matbench.bench import MatbenchBenchmark
+
+    if not is_matbench_dataset(name):
+        raise ValueError(f"{name!r} is not a Matbench v0.1 dataset")
 
     mb = MatbenchBenchmark(benchmark=benchmark, subset=[name], autoload=False)
     mb_task = next(iter(mb.tasks))
@@ -338,14 +391,15 @@ def load_task(
         task = load_mp2018_task(name, data_dir)
     elif path is not None:
         task = load_local_task(path, task_name_of(name) if Path(name).is_file() else name)
-    elif source == "local":
+    elif source == "local" or not is_matbench_dataset(name):
+        also = "" if source == "local" else ", and it is not a Matbench v0.1 dataset"
         raise FileNotFoundError(
-            f"no local file for task {name!r}; searched {searched_dirs(data_dir)} (and {TASK_SUBDIRS[1:]} inside)"
+            f"no local file for task {name!r}; searched {searched_dirs(data_dir)} (and {TASK_SUBDIRS[1:]} inside){also}"
         )
     else:
         task = load_matbench_task(name)
     if structure_library:
-        task = attach_library(task, load_structure_library(str(structure_library)))
+        task = attach_library(task, load_structure_library(str(structure_library), data_dir))
     return task
 
 

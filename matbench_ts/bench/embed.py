@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from ..cache import TeacherCache
-from ..teachers import frozen_cache_id, make_teacher
+from ..teachers import check_teacher_elements, frozen_cache_id, make_teacher
 from .data import load_task, task_name_of
 
 
@@ -32,10 +32,12 @@ def embed_tasks(
         raise ValueError(f"teacher {teacher!r} learns from each training fold: its embeddings cannot be computed "
                          "ahead of the runs")
     model.fit([], None)
+    loaded = {name: load_task(name, data_dir, source, structure_library) for name in tasks}
+    for task in loaded.values():  # before any embedding
+        check_teacher_elements(model, task.structures(range(len(task.frame))), f"task {task.name}")
     done = {}
     with TeacherCache(cache_dir, chunk_size=chunk_size) as cache:
-        for name in tasks:
-            task = load_task(name, data_dir, source, structure_library)
+        for name, task in loaded.items():
             start, before = time.perf_counter(), cache.computed
             structures = [s for s in task.structures(range(len(task.frame))) if s is not None]
             if structures:

@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import signal
 import threading
 import time
 import traceback
@@ -32,7 +33,9 @@ from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
 from .data import (
+    DATA_ENV,
     Task,
+    find_data_file,
     fraction_indices,
     inner_split,
     load_structure_library,
@@ -348,6 +351,30 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+#: Config fields that override the profile's presets.
+PARAMS_FIELDS = ("student_params", "teacher_params", "estimator_params")
+
+
+def _setting(key: str, value: Any) -> Any:
+    """A saved setting as it acts: ``data_dir`` None means ``$MATBENCH_TS_DATA``."""
+    if key == "data_dir":
+        value = value or os.environ.get(DATA_ENV)
+        return str(Path(value).resolve()) if value else None
+    return value
+
+
+def _effective_params(saved: dict[str, Any], key: str, other: dict[str, Any]) -> Any:
+    """``saved[key]`` applied to the presets of ``saved``'s profile, for the models of both configs."""
+    preset = PROFILES.get(saved.get("profile"), {})
+    if key == "estimator_params":
+        value = {**preset.get("estimator", {}), **(saved.get(key) or {})}
+    else:
+        kind = "students" if key == "student_params" else "teachers"
+        names = dict.fromkeys([*saved.get(kind, []), *other.get(kind, [])])
+        value = {n: {**preset.get(key, {}).get(n, {}), **_pick(saved.get(key), n)} for n in names}
+    return json.loads(json.dumps(_jsonable(value)))
+
+
 def prepare_out(config: BenchConfig) -> dict[str, Any]:
     """Create ``out`` and its ``config.json``; refuse a mismatching existing one.
 
@@ -357,13 +384,18 @@ def prepare_out(config: BenchConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "config.json"
     new = json.loads(json.dumps(config.to_dict()))
-    if path.exists():
+    # settings bind an --out only once a run finished under them (a typo must not lock it)
+    if path.exists() and any((out / "runs").rglob("*.json")):
         # A field missing from the saved file was added to BenchConfig later: its runs used the default.
         defaults = {f.name: f.default for f in dataclasses.fields(BenchConfig) if f.default is not dataclasses.MISSING}
         old = {**_jsonable(defaults), **json.loads(path.read_text())}
-        ignored = set(HARMLESS_FIELDS) | set(GRID_FIELDS) | {"matbench_ts_version", "resolved"}
+        ignored = set(HARMLESS_FIELDS) | set(GRID_FIELDS) | set(PARAMS_FIELDS) | {"matbench_ts_version", "resolved"}
         diffs = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
-                 if k not in ignored and old.get(k) != new.get(k)}
+                 if k not in ignored and _setting(k, old.get(k)) != _setting(k, new.get(k))}
+        for key in PARAMS_FIELDS:  # compared as the settings they give with the profile's presets
+            a, b = _effective_params(old, key, new), _effective_params(new, key, old)
+            if a != b:
+                diffs[key] = (old.get(key), new.get(key))
         old_resolved, new_resolved = old.get("resolved", {}), new["resolved"]
         for pair in sorted(set(old_resolved) & set(new_resolved)):  # settings each model pair resolves to
             a, b = old_resolved[pair], new_resolved[pair]
@@ -411,11 +443,13 @@ def _teacher_probe(
     """The teacher's own test MAE: its ``predict`` when it learned this target (ALIGNN trained
     inside fit), else a ridge probe on its embeddings fitted on the training rows."""
     from ..cache import TeacherCache
+    from ..teachers import unembeddable_element
 
     teacher = model.teacher_
     train_s, test_s = task.structures(train), task.structures(test)
+    # test rows with elements the teacher cannot embed are left out of its score (fit refuses them in training)
     tr = [i for i, s in enumerate(train_s) if s is not None]
-    te = [i for i, s in enumerate(test_s) if s is not None]
+    te = [i for i, s in enumerate(test_s) if s is not None and unembeddable_element(teacher, s) is None]
     out: dict[str, Any] = {
         "teacher_mae": None, "teacher_probe": None, "n_teacher_test": len(te), "test_embeddings": None,
     }
@@ -447,11 +481,13 @@ def _dask_worker() -> str | None:
         return None
 
 
-def library_pretrain(library: str, n: int, seed: int, test_compositions: Any) -> tuple[list[Any], int]:
+def library_pretrain(
+    library: str, n: int, seed: int, test_compositions: Any, data_dir: str | None = None
+) -> tuple[list[Any], int]:
     """Step-1 structures of ``transfer``: up to ``n`` seeded library structures (0: all) whose reduced
     formula is not among the test rows', parsed; and how many library rows that exclusion removed."""
     test_formulas = {reduced_formula(c) for c in test_compositions}
-    pretrain, n_excluded = load_structure_library(library).sample(n, seed, exclude_formulas=test_formulas)
+    pretrain, n_excluded = load_structure_library(library, data_dir).sample(n, seed, exclude_formulas=test_formulas)
     return [parse_structure(s, i) for i, s in enumerate(pretrain)], n_excluded
 
 
@@ -477,6 +513,22 @@ def calibration(y_true: np.ndarray, y_pred: np.ndarray, y_std: np.ndarray) -> di
             "miscalibration_area": float(np.mean(np.abs(observed - levels))), "mean_std": float(np.mean(y_std))}
 
 
+@contextlib.contextmanager
+def rows_named_in(task: Task, rows: np.ndarray) -> Iterator[None]:
+    """The estimator names a bad row by its position in the data it was given: name the task's row
+    and id instead (not for ``pretrain_structures``, whose rows are library rows)."""
+    try:
+        yield
+    except ValueError as exc:
+        message = str(exc)
+        match = re.match(r"((?:structures: )?row )(\d+)", message)
+        if match is None or int(match.group(2)) >= len(rows):
+            raise
+        row = int(rows[int(match.group(2))])
+        located = f"task {task.name}, {match.group(1)}{row} (id {task.ids([row])[0]!r})"
+        raise ValueError(located + message[match.end():]) from None
+
+
 def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, Any]:
     from .. import TSRegressor, __version__
 
@@ -493,7 +545,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
         fit_kwargs["structures"] = task.structures(train)
         if spec.strategy == "transfer":
             pretrain, n_excluded = library_pretrain(str(config.pretrain_library), config.pretrain_max, spec.seed,
-                                                    task.compositions(test))
+                                                    task.compositions(test), config.data_dir)
             fit_kwargs["pretrain_structures"], n_pretrain = pretrain, len(pretrain)
         elif spec.strategy == "transfer-fold":  # unlabelled structures of the whole training fold
             pretrain = [s for s in task.structures(train_all) if s is not None]
@@ -501,10 +553,12 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
     y_train, y_test = task.targets(train), task.targets(test)
     model = TSRegressor(**kwargs)
     fit_start = time.perf_counter()
-    model.fit(task.compositions(train), y_train, **fit_kwargs)
+    with rows_named_in(task, train):
+        model.fit(task.compositions(train), y_train, **fit_kwargs)
     fit_time = time.perf_counter() - fit_start
-    y_pred, y_std = model.predict(task.compositions(test), return_std=True) if _has_std(model) else (
-        model.predict(task.compositions(test)), None)
+    with rows_named_in(task, test):
+        y_pred, y_std = model.predict(task.compositions(test), return_std=True) if _has_std(model) else (
+            model.predict(task.compositions(test)), None)
     err = y_pred - y_test
     probe = _teacher_probe(model, task, train, test, config.cache_dir) if model.teacher_ is not None else {}
     if config.n_embed > 0:
@@ -597,8 +651,25 @@ def execute_run(spec: RunSpec, config: BenchConfig) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the grid
+def check_settings(config: BenchConfig) -> None:
+    """Refuse estimator settings that every run would refuse (``--epochs -1``), and a missing step-1 library."""
+    from ..estimator import TSRegressor
+
+    for student in config.students:
+        for strategy in config.strategies:
+            for teacher in [None] if strategy == "baseline" else config.teachers:
+                kwargs = estimator_kwargs(config, student, teacher, strategy, config.seeds[0])
+                try:
+                    TSRegressor(**kwargs)._check_params()
+                except ValueError as exc:
+                    raise ValueError(f"{strategy} ({student}, teacher {teacher}): {exc}") from None
+    if "transfer" in config.strategies:
+        find_data_file(str(config.pretrain_library), config.data_dir, "pretrain library")
+
+
 def check_grid(config: BenchConfig, tasks: dict[str, Task]) -> None:
-    """Refuse, before any training, runs that cannot work (missing folds, no teacher structures)."""
+    """Refuse, before any training, runs that cannot work (bad settings, missing folds, no teacher structures)."""
+    check_settings(config)
     needs_structures = [s for s in config.strategies if s not in ("baseline", "transfer")]
     for name, task in tasks.items():
         missing = sorted(set(config.folds) - set(task.folds))
@@ -621,6 +692,34 @@ def write_task_info(config: BenchConfig, tasks: dict[str, Task]) -> None:
         atomic_write_json(Path(config.out) / "tasks" / f"{task.name}.json", info)
 
 
+class GridInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the grid; finished runs are kept, the next call resumes."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`GridInterrupted` in this thread, so joblib aborts the grid and
+    ends its workers. By default SIGTERM ends only this process (the workers would run on), and a
+    shell starts a background job (``bench ... &``) with SIGINT ignored."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise GridInterrupted(signum)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def run_grid(
     config: BenchConfig,
     on_result: Callable[[dict[str, Any]], None] | None = None,
@@ -628,11 +727,12 @@ def run_grid(
     """Run every missing run of ``config``'s grid; return what was done.
 
     ``on_result`` is called in this process after each finished run (progress hooks; an
-    exception raised there stops the grid, as an interruption would).
+    exception raised there stops the grid, as an interruption would). SIGINT or SIGTERM stops
+    the grid with :class:`GridInterrupted` once its workers are ended.
     """
-    prepare_out(config)
     tasks = {task_name_of(name): _task(config, name) for name in config.tasks}
     check_grid(config, tasks)
+    prepare_out(config)  # only once everything checked: a refused setting must not bind --out
     write_task_info(config, tasks)
     specs = build_grid(config)
     pending = [s for s in specs if not result_path(config, s).exists()]
@@ -642,6 +742,7 @@ def run_grid(
     sequential = config.n_jobs == 1 and not config.scheduler
     run_config = dataclasses.replace(config, verbose=config.verbose if sequential else 0)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(stop_on_signals())  # entered first, left last: the workers are ended by then
         n_jobs = config.n_jobs
         if config.scheduler:
             from distributed import Client

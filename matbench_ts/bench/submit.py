@@ -151,6 +151,9 @@ def make_submission(
     """
     from matbench.bench import MatbenchBenchmark
 
+    if algorithm is not None and not 5 <= len(algorithm) <= 15:  # the leaderboard's limits, checked before any run
+        raise ValueError(f"algorithm must have 5-15 characters (Matbench's limits), got {algorithm!r} "
+                         f"({len(algorithm)} characters)")
     out = Path(out)
     use_teacher = strategy != "baseline" and teacher not in (None, "none")
     config_kwargs.setdefault("n_embed", 0)

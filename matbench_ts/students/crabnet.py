@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,8 +12,6 @@ from torch import Tensor, nn
 
 from .._crabnet import SubCrab
 from .base import Student, residual_hidden
-
-
 
 
 class CrabNetStudent(Student):
@@ -37,16 +36,19 @@ class CrabNetStudent(Student):
         fractional: bool = False,
     ) -> None:
         super().__init__()
-        self.net = SubCrab(
-            out_dims=3,
-            d_model=d_model,
-            N=N,
-            heads=heads,
-            out_hidden=list(out_hidden),
-            dim_feedforward=dim_feedforward,
-            dropout=dropout,
-            fractional=fractional,
-        )
+        with warnings.catch_warnings():
+            # torch notes that crabnet's encoder (batch_first=False) cannot use nested tensors: nothing to act on
+            warnings.filterwarnings("ignore", message="enable_nested_tensor is True", category=UserWarning)
+            self.net = SubCrab(
+                out_dims=3,
+                d_model=d_model,
+                N=N,
+                heads=heads,
+                out_hidden=list(out_hidden),
+                dim_feedforward=dim_feedforward,
+                dropout=dropout,
+                fractional=fractional,
+            )
 
     @property
     def head(self) -> nn.Linear:

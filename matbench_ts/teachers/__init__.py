@@ -3,13 +3,17 @@
 A teacher is any object with ``fit(structures, y)`` and ``transform(structures)``
 returning an ``(n, d)`` array. A teacher may define ``cache_id()`` returning a
 string when its embeddings do not depend on the data it is fitted on (a frozen
-pretrained model); its embeddings are then shared across folds and tasks.
+pretrained model); its embeddings are then shared across folds and tasks. A teacher
+whose element table ends early may set ``max_z``: structures with heavier elements are
+refused before any work.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from pymatgen.core import Element, Structure
 from sklearn.base import clone
 
 
@@ -43,4 +47,24 @@ def frozen_cache_id(teacher: Any) -> str | None:
     return cache_id() if callable(cache_id) else None
 
 
-__all__ = ["make_teacher", "frozen_cache_id"]
+def unembeddable_element(teacher: Any, structure: Structure) -> Element | None:
+    """The heaviest element of ``structure`` beyond the teacher's ``max_z``, else None."""
+    max_z = getattr(teacher, "max_z", None)
+    if max_z is None:
+        return None
+    z = max(structure.atomic_numbers)
+    return Element.from_Z(z) if z > max_z else None
+
+
+def check_teacher_elements(teacher: Any, structures: Sequence[Structure | None], name: str = "structures") -> None:
+    """Raise ValueError naming the first row whose structure holds an element the teacher cannot embed."""
+    for row, structure in enumerate(structures):
+        element = None if structure is None else unembeddable_element(teacher, structure)
+        if element is not None:
+            raise ValueError(
+                f"{name}: row {row}: element {element} (Z={element.Z}) in {structure.composition.reduced_formula} "
+                f"cannot be embedded by {type(teacher).__name__} (elements up to Z={teacher.max_z})"
+            )
+
+
+__all__ = ["make_teacher", "frozen_cache_id", "check_teacher_elements", "unembeddable_element"]

@@ -37,6 +37,9 @@ class ALIGNNTeacher(TransformerMixin, BaseEstimator):
     With a checkpoint path (a file written by :meth:`save`) ``fit`` loads it instead.
     """
 
+    #: The CGCNN atom features cover H to Fm (jarvis substitutes another element beyond).
+    max_z = 100
+
     def __init__(
         self,
         checkpoint: str | None = None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -36,6 +38,9 @@ class CHGNetTeacher(TransformerMixin, BaseEstimator):
     the same as with ``n_jobs=1``.
     """
 
+    #: CHGNet's atom embedding table covers H to Pu.
+    max_z = 94
+
     def __init__(
         self,
         model_name: str = "0.3.0",
@@ -62,7 +67,8 @@ class CHGNetTeacher(TransformerMixin, BaseEstimator):
         if getattr(self, "_chgnet", None) is None:
             from chgnet.model import CHGNet
 
-            model = CHGNet.load(model_name=self.model_name, use_device="cpu", verbose=False)
+            with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints "initialized" whatever its verbose
+                model = CHGNet.load(model_name=self.model_name, use_device="cpu", verbose=False)
             self._chgnet = model.to(resolve_device(self.device)).eval()
         return self._chgnet
 
