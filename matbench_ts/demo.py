@@ -32,15 +32,13 @@ import pandas as pd  # noqa: E402
 from . import TSRegressor  # noqa: E402
 from .inputs import parse_structure  # noqa: E402
 
-#: A CrabNet small enough for CPU; same settings for both models so only the teacher differs.
+#: A CrabNet small enough for CPU, trained with crabnet's own recipe (the default); same settings
+#: for both models so only the teacher differs.
 DEMO_SETTINGS = dict(
     student="crabnet",
     student_params=dict(d_model=64, N=2, heads=4, out_hidden=(128, 64), dim_feedforward=128, dropout=0.0),
     epochs=200,
     epochs_step1=100,
-    learning_rate=1e-3,
-    batch_size=64,
-    patience=25,
 )
 
 
