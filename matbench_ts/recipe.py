@@ -56,6 +56,8 @@ class Recipe:
         for name, low in (("cycle_epochs", 0), ("patience_cycles", 1)):
             if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < low:
                 raise ValueError(f"recipe {name} must be an integer >= {low}, got {getattr(self, name)!r}")
+        if not isinstance(self.swa, bool):
+            raise ValueError(f"recipe swa must be True or False, got {self.swa!r}")
         if self.swa and not self.cycle_epochs:
             raise ValueError("recipe swa averages at the minima of the cyclic schedule: it needs cycle_epochs > 0")
         if self.batch_size is not None and (not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1):

@@ -25,6 +25,10 @@ from .recipe import Recipe
 from .students.base import Student
 
 
+#: Lowest log standard deviation the robust loss sees (standardised targets: std >= 0.1 % of theirs).
+MIN_LOG_STD = -7.0
+
+
 class StudentWithProjection(nn.Module):
     """A student plus a learned linear map from its embedding to the teacher's dimension."""
 
@@ -106,7 +110,8 @@ def batch_losses(
     if rows.y is not None:
         y = torch.as_tensor(rows.y[idx], device=device, dtype=pred.dtype)
         mae, n_target = (pred - y).abs().mean(), len(idx)
-        target_loss = RobustL1(pred, log_std.float(), y) if robust else mae
+        # a floor on the log-std keeps the robust loss finite when the rows are fitted exactly
+        target_loss = RobustL1(pred, log_std.float().clamp(min=MIN_LOG_STD), y) if robust else mae
     return emb_loss, n_emb, target_loss, mae, n_target
 
 

@@ -42,6 +42,7 @@ def test_auto_recipe_is_the_students_own():
     ({"base": "plain", "swa": True}, "needs cycle_epochs > 0"),
     ({"loss": "huber"}, "recipe loss must be one of"),
     ({"learning_rate": float("nan")}, "recipe learning_rate must be a finite number"),
+    ({"swa": "maybe"}, "recipe swa must be True or False"),
 ])
 def test_bad_recipes_are_refused_before_work(recipe, message, ci_data):
     with pytest.raises(ValueError, match=message):
@@ -124,3 +125,18 @@ def test_calibration_of_a_calibrated_gaussian():
     assert scores["miscalibration_area"] < 0.01 and scores["spearman"] > 0.3
     overconfident = calibration(y_true, np.zeros_like(std), std / 3)
     assert overconfident["coverage_95"] < 0.6 and overconfident["miscalibration_area"] > 0.2
+
+
+def test_exactly_fitted_rows_keep_the_robust_loss_finite():
+    # fitted exactly (e.g. a constant target), the log-std falls without bound; 0 * exp(-log_std) is NaN
+    from matbench_ts.training import Rows, StudentWithProjection, batch_losses
+
+    model = StudentWithProjection(CrabNetStudent(**TINY_CRABNET), None).eval()
+    head = model.student.head
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([0.7, -100.0, 50.0]))  # prediction 0.7 (gate open), log-std -100
+    rows = Rows(model.student.encode([Composition("NaCl"), Composition("MgO")]), np.full(2, 0.7, np.float32))
+    with torch.no_grad():
+        _, _, loss, mae_, _ = batch_losses(model, rows, np.arange(2), torch.device("cpu"), robust=True)
+    assert float(mae_) == 0.0 and np.isfinite(float(loss))
