@@ -1,4 +1,8 @@
-"""``TSRegressor``: a scikit-learn regressor trained with a structure teacher, used with formulas only."""
+"""``TSRegressor``: a scikit-learn regressor trained with a structure teacher, used with formulas only.
+
+:class:`TeacherStudentEstimator` holds what regression and classification share (teacher, caching,
+the two steps); :class:`TSRegressor` and :class:`~matbench_ts.classifier.TSClassifier` add their targets.
+"""
 
 from __future__ import annotations
 
@@ -41,8 +45,9 @@ def _is_finite_number(value: Any, minimum: float = -np.inf) -> bool:
             and bool(np.isfinite(value)) and value >= minimum)
 
 
-class TSRegressor(RegressorMixin, BaseEstimator):
-    """Composition-only regressor taught by a crystal-structure model (teacher-student).
+class TeacherStudentEstimator(BaseEstimator):
+    """Composition-only model taught by a crystal-structure model (teacher-student); the shared part
+    of :class:`TSRegressor` and :class:`~matbench_ts.classifier.TSClassifier`.
 
     Parameters
     ----------
@@ -63,7 +68,8 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         validation splits inside training folds (``AUTO_ALPHA_RULE``, see docs/results.md).
         After ``fit``, ``alpha_`` holds the value used and ``alpha_rule_`` the rule or number.
     beta : float
-        Weight of the target loss in step 2. 0 makes step 2 a second step 1 (embedding loss
+        Weight of the target loss in step 2 (the recipe's loss for regression, the binary
+        cross-entropy for classification). 0 makes step 2 a second step 1 (embedding loss
         only, early-stopped on it): it needs a teacher, rows with structures and a number alpha > 0.
     epochs : int
         Maximum epochs of step 2 (knowledge guidance; the only step of the baseline).
@@ -198,7 +204,7 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         y: Sequence[float],
         structures: Sequence[Structure | str | None] | None = None,
         pretrain_structures: Sequence[Structure | str] | None = None,
-    ) -> TSRegressor:
+    ) -> TeacherStudentEstimator:
         """Train the student; the teacher sees ``structures`` (one per row, or None).
 
         ``X`` holds formulas, Compositions or Structures (then they also feed the
@@ -208,7 +214,7 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         self._check_params()
         compositions, x_structures = split_inputs(X)
         n = len(compositions)
-        y = check_targets(y, n)
+        y = self._encode_targets(y, n)
         if structures is not None:
             structs = parse_structures(structures, n)
         else:
@@ -233,17 +239,44 @@ class TSRegressor(RegressorMixin, BaseEstimator):
             except ValueError as exc:
                 raise ValueError(f"pretrain_structures: {exc}") from None
             train_idx, val_idx = self._split(n, has_structure=None if teacher is None else
-                                             np.array([s is not None for s in structs]))
+                                             np.array([s is not None for s in structs]), labels=self._strata(y))
             with seeded_torch(None, device):  # teacher work must not shift the student's random stream
                 teacher_emb, pretrain_emb = self._teacher_embeddings(teacher, structs, y, pretrain, train_idx)
             self._fit_student(student, compositions, y, teacher_emb, pretrain, pretrain_emb, train_idx, val_idx, device)
         return self
 
-    def _split(self, n: int, has_structure: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    # hooks of the target type -----------------------------------------------------------
+    def _encode_targets(self, y: Any, n_rows: int) -> np.ndarray:
+        """``y`` checked and as numbers (labels encoded for classification)."""
+        raise NotImplementedError
+
+    def _scale_targets(self, y: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
+        """The float32 targets the student learns (regression: standardised on the training rows)."""
+        raise NotImplementedError
+
+    def _objective(self, recipe: Recipe) -> str:
+        """The target loss (one of ``training.OBJECTIVES``)."""
+        raise NotImplementedError
+
+    def _pos_weight(self, y: np.ndarray, train_idx: np.ndarray) -> float | None:
+        """Weight of the positive class in the classification loss (None: unweighted)."""
+        return None
+
+    def _strata(self, y: np.ndarray) -> np.ndarray | None:
+        """Labels the validation split keeps in proportion (classification), or None."""
+        return None
+
+    def _split(
+        self, n: int, has_structure: np.ndarray | None = None, labels: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         idx = np.arange(n)
         if self.validation_fraction == 0 or n < 10:
             return idx, idx
-        train, val = train_test_split(idx, test_size=self.validation_fraction, random_state=self.random_state)
+        try:
+            train, val = train_test_split(idx, test_size=self.validation_fraction, random_state=self.random_state,
+                                          stratify=labels)
+        except ValueError:  # a class too rare to put on both sides
+            train, val = train_test_split(idx, test_size=self.validation_fraction, random_state=self.random_state)
         if has_structure is not None and has_structure[train].any() and not has_structure[val].any():
             # step 1 early-stops on the validation rows' embedding loss: they need rows with a structure
             try:
@@ -295,9 +328,7 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         return scale(teacher_emb), scale(pre_emb)
 
     def _fit_student(self, student, compositions, y, teacher_emb, pretrain, pretrain_emb, train_idx, val_idx, device):
-        self.y_mean_ = float(y[train_idx].mean())
-        self.y_std_ = float(y[train_idx].std()) or 1.0
-        y_scaled = ((y - self.y_mean_) / self.y_std_).astype(np.float32)
+        y_scaled = self._scale_targets(y, train_idx)
         has_teacher_rows = teacher_emb is not None and not np.isnan(teacher_emb[train_idx, 0]).all()
         teacher_dim = None
         if teacher_emb is not None or pretrain_emb is not None:
@@ -306,8 +337,10 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         rows = Rows(student.encode(compositions), y_scaled, teacher_emb)
         rng = np.random.default_rng(self.random_state)
         recipe = self.recipe_ = self._recipe()
+        objective = self._objective(recipe)
         step = dict(recipe=recipe, learning_rate=float(self.learning_rate or recipe.learning_rate),
-                    patience=self.patience, verbose=self.verbose, amp=bool(self.mixed_precision))
+                    patience=self.patience, verbose=self.verbose, amp=bool(self.mixed_precision),
+                    objective=objective, pos_weight=self._pos_weight(y, train_idx))
         batch_size = lambda n_rows: self.batch_size or recipe.batch_size_for(n_rows)  # noqa: E731
         self.history_ = []
         train, val = rows.subset(train_idx), rows.subset(val_idx)
@@ -321,7 +354,7 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         if not has_teacher_rows:
             self.alpha_ = 0.0
         elif rule == "auto-init":  # measured on the untrained student (before step 1)
-            self.alpha_ = balancing_alpha(model, train, self.beta, batch_size(len(train)) * 4, device)
+            self.alpha_ = balancing_alpha(model, train, self.beta, batch_size(len(train)) * 4, device, objective)
         elif rule != "auto-step2":
             self.alpha_ = float(rule)
         if teacher_dim is not None and self.epochs_step1 > 0:
@@ -335,7 +368,7 @@ class TSRegressor(RegressorMixin, BaseEstimator):
             config = StepConfig("step 1", self.epochs_step1, 1.0, 0.0, batch_size=batch_size(len(step1_train)), **step)
             self.history_ += train_step(model, step1_train, step1_val, config, device, rng)
         if has_teacher_rows and rule == "auto-step2":  # measured after step 1
-            self.alpha_ = balancing_alpha(model, train, self.beta, batch_size(len(train)) * 4, device)
+            self.alpha_ = balancing_alpha(model, train, self.beta, batch_size(len(train)) * 4, device, objective)
         config = StepConfig("step 2", self.epochs, self.alpha_, float(self.beta), batch_size=batch_size(len(train)), **step)
         self.history_ += train_step(model, train, val if self.beta > 0 else emb_val, config, device, rng)
         self.model_ = model.cpu().eval()
@@ -360,6 +393,28 @@ class TSRegressor(RegressorMixin, BaseEstimator):
             self.model_ = model.cpu()
         return tuple(torch.cat(parts).numpy() for parts in zip(*outputs))
 
+    def transform(self, X: Sequence[str | Composition | Structure]) -> np.ndarray:
+        """The student's embedding of each composition, ``(n, embedding_dim)``."""
+        return self._student_outputs(X)[0]
+
+
+class TSRegressor(RegressorMixin, TeacherStudentEstimator):
+    __doc__ = (TeacherStudentEstimator.__doc__ or "").replace(
+        """Composition-only model taught by a crystal-structure model (teacher-student); the shared part
+    of :class:`TSRegressor` and :class:`~matbench_ts.classifier.TSClassifier`.""",
+        """Composition-only regressor taught by a crystal-structure model (teacher-student).""")
+
+    def _encode_targets(self, y: Any, n_rows: int) -> np.ndarray:
+        return check_targets(y, n_rows)
+
+    def _scale_targets(self, y: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
+        self.y_mean_ = float(y[train_idx].mean())
+        self.y_std_ = float(y[train_idx].std()) or 1.0
+        return ((y - self.y_mean_) / self.y_std_).astype(np.float32)
+
+    def _objective(self, recipe: Recipe) -> str:
+        return recipe.loss
+
     def predict(
         self, X: Sequence[str | Composition | Structure], return_std: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -375,7 +430,3 @@ class TSRegressor(RegressorMixin, BaseEstimator):
         if self.recipe_.loss != "robust":
             raise ValueError(f"return_std needs a recipe with the robust loss; this model used loss={self.recipe_.loss!r}")
         return mean, np.exp(log_std.astype(np.float64)) * self.y_std_
-
-    def transform(self, X: Sequence[str | Composition | Structure]) -> np.ndarray:
-        """The student's embedding of each composition, ``(n, embedding_dim)``."""
-        return self._student_outputs(X)[0]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -80,13 +81,18 @@ class Losses:
         return self.target_sum / self.target_rows if self.target_rows else float("nan")
 
 
+#: Target losses: crabnet's RobustL1 (prediction and log-std), L1, or binary cross-entropy on logits.
+OBJECTIVES = ("robust", "l1", "bce")
+
+
 def batch_losses(
     model: StudentWithProjection, rows: Rows, idx: Sequence[int], device: torch.device, *,
-    robust: bool = False, jitter: float = 0.0,
+    objective: str = "l1", jitter: float = 0.0, pos_weight: float | None = None,
 ) -> tuple[Tensor, int, Tensor, Tensor, int]:
-    """``(L_emb, n_emb_rows, L_target, MAE, n_target_rows)`` of one batch, as tensors.
+    """``(L_emb, n_emb_rows, L_target, monitored, n_target_rows)`` of one batch, as tensors.
 
-    ``L_target`` is crabnet's RobustL1 (prediction and log-std) when ``robust``, else the MAE;
+    ``L_target`` is the ``objective``'s loss (``pos_weight`` weighs the positive class of "bce");
+    ``monitored`` is what validation watches: the MAE, or the unweighted log-loss for "bce".
     ``jitter`` > 0 applies the student's training noise to the inputs.
     """
     batch = model.student.collate([rows.items[i] for i in idx], device)
@@ -106,13 +112,19 @@ def batch_losses(
         elif n_emb:
             has_t = torch.as_tensor(has, device=device)
             emb_loss = ((projected[has_t] - torch.as_tensor(teacher[has], device=device)) ** 2).mean()
-    target_loss, mae, n_target = zero, zero, 0
+    target_loss, monitored, n_target = zero, zero, 0
     if rows.y is not None:
         y = torch.as_tensor(rows.y[idx], device=device, dtype=pred.dtype)
-        mae, n_target = (pred - y).abs().mean(), len(idx)
-        # a floor on the log-std keeps the robust loss finite when the rows are fitted exactly
-        target_loss = RobustL1(pred, log_std.float().clamp(min=MIN_LOG_STD), y) if robust else mae
-    return emb_loss, n_emb, target_loss, mae, n_target
+        n_target = len(idx)
+        if objective == "bce":
+            monitored = F.binary_cross_entropy_with_logits(pred, y)
+            target_loss = monitored if pos_weight is None else F.binary_cross_entropy_with_logits(
+                pred, y, pos_weight=torch.tensor(pos_weight, device=device))
+        else:
+            monitored = target_loss = (pred - y).abs().mean()
+            if objective == "robust":  # a floor on the log-std keeps it finite when rows are fitted exactly
+                target_loss = RobustL1(pred, log_std.float().clamp(min=MIN_LOG_STD), y)
+    return emb_loss, n_emb, target_loss, monitored, n_target
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
@@ -133,18 +145,20 @@ def mixed_precision(device: torch.device, enabled: bool) -> Iterator[None]:
 
 
 def evaluate(
-    model: StudentWithProjection, rows: Rows, batch_size: int, device: torch.device, amp: bool = False
+    model: StudentWithProjection, rows: Rows, batch_size: int, device: torch.device, amp: bool = False,
+    objective: str = "l1",
 ) -> Losses:
-    """Mean losses over ``rows`` in eval mode (autocast when ``amp``); ``target`` is the MAE."""
+    """Mean losses over ``rows`` in eval mode (autocast when ``amp``); ``target`` is the monitored
+    target loss (the MAE, or the log-loss for ``objective="bce"``)."""
     out = Losses()
     model.eval()
     with torch.no_grad(), mixed_precision(device, amp):
         for start in range(0, len(rows), batch_size):
             idx = np.arange(start, min(start + batch_size, len(rows)))
-            emb, n_emb, _, mae, n_target = batch_losses(model, rows, idx, device)
+            emb, n_emb, _, monitored, n_target = batch_losses(model, rows, idx, device, objective=objective)
             out.emb_sum += float(emb) * n_emb
             out.emb_rows += n_emb
-            out.target_sum += float(mae) * n_target
+            out.target_sum += float(monitored) * n_target
             out.target_rows += n_target
     return out
 
@@ -163,6 +177,8 @@ class StepConfig:
     patience: int  # epochs without progress that stop a step trained without SWA
     verbose: int
     amp: bool = False  # mixed precision (autocast) in both the training and the validation passes
+    objective: str = "l1"  # the target loss (OBJECTIVES)
+    pos_weight: float | None = None  # weight of the positive class in "bce"
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe, learning_rate: float) -> torch.optim.Optimizer:
@@ -186,7 +202,8 @@ def train_step(
 ) -> list[dict[str, float]]:
     """Train one step; returns the per-epoch history.
 
-    The monitored validation score is the MAE when ``beta > 0`` (what we predict), else ``L_emb``.
+    The monitored validation score is the MAE (log-loss for classification) when ``beta > 0``,
+    else ``L_emb``.
     With the recipe's SWA (crabnet's), snapshots at the minima of the cyclic learning rate within
     1 % of the best score are averaged, ``patience_cycles`` cycles that add none stop the step,
     and the average is the result. Without it, the best epoch is kept and ``patience`` epochs
@@ -205,7 +222,6 @@ def train_step(
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and autocast_dtype(device) == torch.float16)
     total = config.alpha + config.beta
     monitor = "target" if config.beta > 0 else "emb"
-    robust = recipe.loss == "robust" and config.beta > 0
     best, best_state, since_best, history, averaged, dry_cycles = np.inf, None, 0, [], 0, 0
     bar = tqdm(range(config.epochs), desc=config.name, disable=config.verbose < 1, leave=False)
     for epoch in bar:
@@ -215,7 +231,8 @@ def train_step(
         for start in range(0, len(train), config.batch_size):
             idx = order[start : start + config.batch_size]
             with mixed_precision(device, config.amp):
-                emb, _, target, _, _ = batch_losses(model, train, idx, device, robust=robust, jitter=recipe.jitter)
+                emb, _, target, _, _ = batch_losses(model, train, idx, device, objective=config.objective,
+                                                    jitter=recipe.jitter, pos_weight=config.pos_weight)
             loss = (config.alpha * emb + config.beta * target) / total
             if not loss.requires_grad:  # a batch with nothing to learn from
                 continue
@@ -232,7 +249,7 @@ def train_step(
                 f"(learning_rate={config.learning_rate:g}, alpha={config.alpha:g}, beta={config.beta:g}); "
                 "lower the learning rate"
             )
-        val_losses = evaluate(model, val, config.batch_size * 4, device, config.amp)
+        val_losses = evaluate(model, val, config.batch_size * 4, device, config.amp, config.objective)
         score = getattr(val_losses, monitor)
         history.append({"step": config.name, "epoch": epoch, "val_emb": val_losses.emb, "val_target": val_losses.target})
         bar.set_postfix(val_emb=f"{val_losses.emb:.4f}", val_target=f"{val_losses.target:.4f}")
@@ -257,9 +274,12 @@ def train_step(
     return history
 
 
-def balancing_alpha(model: StudentWithProjection, rows: Rows, beta: float, batch_size: int, device: torch.device) -> float:
-    """The alpha at which ``alpha * L_emb`` equals ``beta * MAE`` on ``rows`` (the paper's rule)."""
-    losses = evaluate(model, rows, batch_size, device)
+def balancing_alpha(
+    model: StudentWithProjection, rows: Rows, beta: float, batch_size: int, device: torch.device, objective: str = "l1"
+) -> float:
+    """The alpha at which ``alpha * L_emb`` equals ``beta`` times the monitored target loss on ``rows``
+    (the paper's rule; the MAE for regression, the log-loss for classification)."""
+    losses = evaluate(model, rows, batch_size, device, objective=objective)
     if not losses.emb_rows or not np.isfinite(losses.emb) or losses.emb <= 0:
         return 0.0
     return float(beta * losses.target / losses.emb)

@@ -138,5 +138,5 @@ def test_exactly_fitted_rows_keep_the_robust_loss_finite():
         head.bias.copy_(torch.tensor([0.7, -100.0, 50.0]))  # prediction 0.7 (gate open), log-std -100
     rows = Rows(model.student.encode([Composition("NaCl"), Composition("MgO")]), np.full(2, 0.7, np.float32))
     with torch.no_grad():
-        _, _, loss, mae_, _ = batch_losses(model, rows, np.arange(2), torch.device("cpu"), robust=True)
+        _, _, loss, mae_, _ = batch_losses(model, rows, np.arange(2), torch.device("cpu"), objective="robust")
     assert float(mae_) == 0.0 and np.isfinite(float(loss))
