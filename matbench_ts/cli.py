@@ -219,8 +219,9 @@ def _submit(args: argparse.Namespace) -> int:
 
     mb = MatbenchBenchmark.from_file(str(paths["results"]))
     for task in mb.tasks:
-        mae = task.scores["mae"]
-        print(f"{task.dataset_name}: MAE {mae['mean']:.4g} ± {mae['std']:.2g} over {len(task.folds)} folds")
+        metric = "rocauc" if task.metadata.task_type == "classification" else "mae"
+        score = task.scores[metric]
+        print(f"{task.dataset_name}: {metric} {score['mean']:.4g} ± {score['std']:.2g} over {len(task.folds)} folds")
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0
 

@@ -32,7 +32,9 @@ REQUIRED_COLUMNS = ("id", "composition", "target", "fold")
 #: Library columns ranked as "energy" when choosing among polymorphs (lowest wins).
 ENERGY_COLUMNS = ("e_form", "formation_energy_per_atom", "energy_per_atom", "e_above_hull", "target")
 #: Tasks made from the MP 2018 file (one file, two targets): task name -> target column.
-MP2018_TASKS = {"mp2018_e_form": "e_form", "mp2018_band_gap": "band_gap"}
+MP2018_TASKS = {"mp2018_e_form": "e_form", "mp2018_band_gap": "band_gap", "mp2018_is_metal": "band_gap"}
+#: mp2018 classification tasks: the column's value -> label 1.0 (metal: PBE band gap 0) or 0.0.
+MP2018_CLASSIFICATION = {"mp2018_is_metal": lambda gap: np.where(np.isfinite(gap), (gap == 0).astype(float), np.nan)}
 MP2018_FILE = "mp2018_eform_gap"
 
 
@@ -185,7 +187,8 @@ def load_structure_library(path: str, data_dir: str | None = None) -> StructureL
 # ----------------------------------------------------------------------------- tasks
 @dataclass
 class Task:
-    """One regression task: rows with official test folds, and structures where known."""
+    """One task: rows with official test folds, and structures where known. Classification
+    tasks hold their labels as 1.0 / 0.0 in ``target`` (Matbench's True / False)."""
 
     name: str
     frame: pd.DataFrame  # id, composition (str), target (float), fold (int), structure (object or None)
@@ -193,6 +196,7 @@ class Task:
     input_type: str  # "structure" or "composition" (what the task itself gives)
     structure_source: str = "task"  # "task", "none", "library:<path>", "task+library:<path>"
     match_rate: float | None = None  # share of structure-less rows found in the library
+    kind: str = "regression"  # or "classification"
     _parsed: dict[int, Structure | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -216,6 +220,14 @@ class Task:
     def targets(self, rows: Sequence[int]) -> np.ndarray:
         return self.frame["target"].to_numpy(dtype=float)[np.asarray(rows, dtype=int)]
 
+    @property
+    def is_classification(self) -> bool:
+        return self.kind == "classification"
+
+    def labels(self, rows: Sequence[int]) -> np.ndarray:
+        """Boolean labels of a classification task."""
+        return self.targets(rows) > 0.5
+
     def ids(self, rows: Sequence[int]) -> list[str]:
         return self.frame["id"].to_numpy()[np.asarray(rows, dtype=int)].tolist()
 
@@ -238,6 +250,7 @@ class Task:
         target = self.frame["target"].to_numpy(dtype=float)
         return {
             "task": self.name,
+            "kind": self.kind,
             "source": self.source,
             "input_type": self.input_type,
             "n_rows": len(self.frame),
@@ -308,7 +321,7 @@ def is_matbench_dataset(name: str) -> bool:
 
 def load_matbench_task(name: str, benchmark: str = "matbench_v0.1") -> Task:
     """A task through the official ``matbench`` package: official rows and folds (it downloads
-    the data, or reads ``$MATMINER_DATA`` offline). Only regression tasks are accepted."""
+    the data, or reads ``$MATMINER_DATA`` offline). Classification labels become 1.0 / 0.0."""
     from matbench.bench import MatbenchBenchmark
 
     if not is_matbench_dataset(name):
@@ -316,8 +329,7 @@ def load_matbench_task(name: str, benchmark: str = "matbench_v0.1") -> Task:
 
     mb = MatbenchBenchmark(benchmark=benchmark, subset=[name], autoload=False)
     mb_task = next(iter(mb.tasks))
-    if mb_task.metadata.task_type != "regression":
-        raise ValueError(f"{name} is a {mb_task.metadata.task_type} task; TSRegressor handles regression only")
+    kind = mb_task.metadata.task_type
     mb_task.load()
     input_col, target_col = mb_task.metadata.input_type, mb_task.metadata.target
     parts = []
@@ -333,7 +345,8 @@ def load_matbench_task(name: str, benchmark: str = "matbench_v0.1") -> Task:
             "structure": inputs if is_structure else [None] * len(inputs),
         }))
     frame = pd.concat(parts, ignore_index=True)
-    return Task(name, frame, f"matbench:{benchmark}", input_col, "task" if input_col == "structure" else "none")
+    return Task(name, frame, f"matbench:{benchmark}", input_col, "task" if input_col == "structure" else "none",
+                kind=kind)
 
 
 def attach_library(task: Task, library: StructureLibrary) -> Task:
@@ -347,27 +360,29 @@ def attach_library(task: Task, library: StructureLibrary) -> Task:
     frame["structure"] = frame["structure"].astype(object).where(frame["structure"].notna(), None)
     n_found = sum(s is not None for s in found)
     source = f"library:{library.path}" if missing.all() else f"task+library:{library.path}"
-    return Task(task.name, frame, task.source, task.input_type, source, n_found / int(missing.sum()))
+    return Task(task.name, frame, task.source, task.input_type, source, n_found / int(missing.sum()), kind=task.kind)
 
 
 def load_mp2018_task(name: str, data_dir: str | Path | None = None) -> Task:
-    """``mp2018_e_form`` or ``mp2018_band_gap`` from ``mp2018_eform_gap.jsonl.gz``.
+    """``mp2018_e_form``, ``mp2018_band_gap`` or ``mp2018_is_metal`` (PBE gap 0) from ``mp2018_eform_gap.jsonl.gz``.
 
     The file has no folds: rows get one seeded assignment to five folds of 20 %, the same for
-    both targets, so fold 0 is *the* fixed seeded 80/20 split and folds 1-4 are its repeats.
+    every target, so fold 0 is *the* fixed seeded 80/20 split and folds 1-4 are its repeats.
     """
     path = find_task_file(MP2018_FILE, data_dir)
     if path is None:
         raise FileNotFoundError(f"no {MP2018_FILE} file for task {name!r}; searched {searched_dirs(data_dir)}")
     raw = read_table(path)
+    values = pd.to_numeric(raw[MP2018_TASKS[name]], errors="raise").astype(float)
     frame = pd.DataFrame({
         "id": raw["id"].astype(str), "composition": raw["composition"].astype(str),
-        "target": pd.to_numeric(raw[MP2018_TASKS[name]], errors="raise").astype(float),
+        "target": MP2018_CLASSIFICATION[name](values) if name in MP2018_CLASSIFICATION else values,
         "fold": np.random.default_rng(_seed(0, MP2018_FILE)).permutation(len(raw)) % 5,
         "structure": raw["structure"].astype(object),
     })
     frame = frame[np.isfinite(frame["target"])].reset_index(drop=True)
-    return Task(name, frame, f"file:{Path(path).resolve()}", "structure", "task")
+    return Task(name, frame, f"file:{Path(path).resolve()}", "structure", "task",
+                kind="classification" if name in MP2018_CLASSIFICATION else "regression")
 
 
 @lru_cache(maxsize=8)

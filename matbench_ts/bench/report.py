@@ -66,10 +66,14 @@ def _run_dirs(run_dir: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(run_dir)] if isinstance(run_dir, (str, Path)) else [Path(d) for d in run_dir]
 
 
+CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "f1", "balanced_accuracy")
+
+
 def _result_row(path: Path, pretrain_max: int | None) -> list[dict[str, Any]]:
-    """The scalar fields of one finished run file (an empty list for an unfinished one)."""
+    """The scalar fields of one finished regression run file (an empty list for an unfinished one
+    or a classification run, see :func:`load_classification_results`)."""
     d = json.loads(path.read_text())
-    if d.get("status") != "done":
+    if d.get("status") != "done" or d.get("kind") == "classification":
         return []
     return [{
         "task": d["task"], "student": d["student"], "teacher": d["teacher"] or "none",
@@ -97,6 +101,99 @@ def load_results(run_dir: str | Path | Sequence[str | Path]) -> pd.DataFrame:
         if len(dup):
             raise ValueError("the same run is in two run directories: " + ", ".join(dup["path"].head(4)))
     return frame
+
+
+def load_classification_results(run_dir: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+    """One row per finished classification run: its keys and :data:`CLASSIFICATION_METRICS`."""
+    rows = []
+    for directory in _run_dirs(run_dir):
+        config = Path(directory, "config.json")
+        pretrain_max = json.loads(config.read_text()).get("pretrain_max") if config.exists() else None
+        for path in sorted(Path(directory, "runs").rglob("*.json")):
+            d = json.loads(path.read_text())
+            if d.get("status") == "done" and d.get("kind") == "classification":
+                rows.append({"task": d["task"], "student": d["student"], "teacher": d["teacher"] or "none",
+                             "strategy": strategy_label(d, pretrain_max), "fraction": d["fraction"], "fold": d["fold"],
+                             "seed": d["seed"], "n_train": d["n_train"], "fit_time_s": d.get("fit_time_s", np.nan),
+                             **{m: d[m] for m in CLASSIFICATION_METRICS}})
+    return pd.DataFrame(rows)
+
+
+def summarize_classification(results: pd.DataFrame, board: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Per task, student, teacher, strategy and fraction: each metric's mean and std over folds, the
+    ROC-AUC change against the same student's baseline on the folds both ran (higher is better),
+    folds better, paired p, and the leaderboard's best and CrabNet ROC-AUC (see the submit notes)."""
+    from scipy.stats import ttest_rel
+
+    keys = ["task", "student", "teacher", "strategy", "fraction"]
+    table = results.groupby(keys).agg(
+        n_runs=("roc_auc", "size"), n_train=("n_train", "mean"), fit_time_s=("fit_time_s", "mean"),
+        **{f"{m}_{f}": (m, f) for m in CLASSIFICATION_METRICS for f in ("mean", "std")}).reset_index()
+    base = results[results["strategy"] == "baseline"][["task", "student", "fraction", "fold", "seed", "roc_auc"]]
+    paired = results.merge(base, on=["task", "student", "fraction", "fold", "seed"], suffixes=("", "_base"))
+    rows = []
+    for key, g in paired.groupby(keys):
+        p = float(ttest_rel(g["roc_auc"], g["roc_auc_base"]).pvalue) if len(g) >= 3 and not np.allclose(
+            g["roc_auc"], g["roc_auc_base"]) else np.nan
+        rows.append({**dict(zip(keys, key)), "roc_auc_change": float((g["roc_auc"] - g["roc_auc_base"]).mean()),
+                     "folds_better": int((g["roc_auc"] > g["roc_auc_base"]).sum()), "folds_paired": len(g), "p_paired": p})
+    table = table.merge(pd.DataFrame(rows, columns=[*keys, "roc_auc_change", "folds_better", "folds_paired",
+                                                    "p_paired"]), on=keys, how="left")
+    table.loc[table["strategy"] == "baseline", ["roc_auc_change", "folds_better", "folds_paired", "p_paired"]] = np.nan
+    entries = lambda t: {k: v[1] for k, v in (board or {}).get(t, {}).items() if v and v[0] == "rocauc"}  # noqa: E731
+    table["leaderboard_best"] = table["task"].map(lambda t: max(entries(t).values(), default=np.nan))
+    table["leaderboard_crabnet"] = table["task"].map(lambda t: entries(t).get("CrabNet", np.nan))
+    return table.sort_values(keys).reset_index(drop=True)
+
+
+def classification_markdown(task: str, table: pd.DataFrame) -> str:
+    """The markdown page of one classification task."""
+    t = table[table["task"] == task]
+    pm = lambda m: [f"{a:.4g} ± {b:.2g}" for a, b in zip(t[f"{m}_mean"], t[f"{m}_std"])]  # noqa: E731
+    view = pd.DataFrame({
+        "student": t["student"], "teacher": t["teacher"], "strategy": t["strategy"], "fraction": t["fraction"],
+        "n_train": t["n_train"].round().astype(int), "ROC-AUC": pm("roc_auc"),
+        "change vs baseline": [f"{c:+.4f}" if np.isfinite(c) else "" for c in t["roc_auc_change"]],
+        "better folds": [f"{b:.0f}/{n:.0f}" if np.isfinite(n) else "" for b, n in zip(t["folds_better"], t["folds_paired"])],
+        "p (paired)": [f"{p:.2g}" if np.isfinite(p) else "" for p in t["p_paired"]],
+        "accuracy": pm("accuracy"), "F1": pm("f1"), "balanced accuracy": pm("balanced_accuracy"),
+        "fit s": t["fit_time_s"].round(), "runs": t["n_runs"],
+    })
+    best = t["leaderboard_best"].iloc[0]
+    lines = [f"# {task} (classification)", ""]
+    if np.isfinite(best):
+        lines.append(f"- leaderboard (Matbench v0.1) best ROC-AUC {best:.4g}; most entries recorded labels, for which "
+                     "Matbench's ROC-AUC is the balanced accuracy: compare with our balanced accuracy column")
+    return "\n".join([*lines, "", markdown_table(view), "", f"![{task}_roc_auc_vs_fraction]({task}_roc_auc_vs_fraction.png)"]) + "\n"
+
+
+def plot_roc_auc_vs_fraction(task: str, table: pd.DataFrame, path: Path) -> Path:
+    """ROC-AUC (mean ± std over folds) against training fraction, one line per strategy (log x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = table[table["task"] == task]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for (student, teacher, strategy), g in t.groupby(["student", "teacher", "strategy"]):
+        label = f"{student} {strategy}" + ("" if strategy == "baseline" else f" ({teacher})")
+        ax.errorbar(g["fraction"], g["roc_auc_mean"], yerr=g["roc_auc_std"], marker="o", capsize=3, label=label)
+    best = t["leaderboard_best"].iloc[0]
+    if np.isfinite(best):
+        ax.axhline(best, color="tab:red", ls="-.", alpha=0.6, label="leaderboard best (full data)")
+    ax.set_xscale("log")
+    fractions = sorted(t["fraction"].unique())
+    ax.set_xticks(fractions, [f"{f:g}" for f in fractions], minor=False)
+    ax.minorticks_off()
+    ax.set_xlabel("training fraction")
+    ax.set_ylabel("test ROC-AUC")
+    ax.set_title(task)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def load_task_info(run_dir: str | Path | Sequence[str | Path]) -> dict[str, dict[str, Any]]:
@@ -358,17 +455,27 @@ def write_report(
     ``README.md``/``summary.csv`` (all tasks) into ``out`` (default ``<first run_dir>/report``).
     Several run directories are reported together (grids with different settings)."""
     run_dirs = _run_dirs(run_dir)
-    results = load_results(run_dirs)
-    if results.empty:
+    results, classified = load_results(run_dirs), load_classification_results(run_dirs)
+    if results.empty and classified.empty:
         raise ValueError(f"no finished runs under {[str(d / 'runs') for d in run_dirs]}")
     out = Path(out) if out is not None else run_dirs[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
     board_path = Path(leaderboard) if leaderboard else next(filter(None, map(find_leaderboard, run_dirs)), None)
     board = json.loads(board_path.read_text()) if board_path else {}
     info = load_task_info(run_dirs)
-    table = summarize(results, info, board)
+    table = summarize(results, info, board) if len(results) else pd.DataFrame(columns=TABLE_COLUMNS)
     written: dict[str, list[Path]] = {"tables": [], "plots": [], "tsne": []}
     pages = []
+    if len(classified):
+        ctable = summarize_classification(classified, board)
+        for task in ctable["task"].unique():
+            written["plots"].append(plot_roc_auc_vs_fraction(task, ctable, out / f"{task}_roc_auc_vs_fraction.png"))
+            page = classification_markdown(task, ctable)
+            (out / f"{task}.md").write_text(page)
+            pages.append(page)
+            written["tables"].append(out / f"{task}.md")
+        ctable.to_csv(out / "summary_classification.csv", index=False)
+        written["tables"].append(out / "summary_classification.csv")
     for task in table["task"].unique():
         t = table[table["task"] == task]
         t.to_csv(out / f"{task}.csv", index=False)

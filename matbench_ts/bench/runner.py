@@ -529,8 +529,26 @@ def rows_named_in(task: Task, rows: np.ndarray) -> Iterator[None]:
         raise ValueError(located + message[match.end():]) from None
 
 
+def regression_scores(y_true: np.ndarray, y_pred: np.ndarray, y_train: np.ndarray) -> dict[str, Any]:
+    """MAE (Matbench's regression metric), RMSE and the MAE of the training mean."""
+    err = y_pred - y_true
+    return {"metric": "mae", "mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))),
+            "dummy_mae": float(np.mean(np.abs(y_true - y_train.mean())))}
+
+
+def classification_scores(labels: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
+    """ROC-AUC from probabilities (Matbench's classification metric), and accuracy, F1 and balanced
+    accuracy of the labels at probability 0.5."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+    predicted = proba > 0.5
+    return {"metric": "roc_auc", "roc_auc": float(roc_auc_score(labels, proba)),
+            "accuracy": float(accuracy_score(labels, predicted)), "f1": float(f1_score(labels, predicted)),
+            "balanced_accuracy": float(balanced_accuracy_score(labels, predicted))}
+
+
 def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, Any]:
-    from .. import TSRegressor, __version__
+    from .. import TSClassifier, TSRegressor, __version__
 
     start = time.perf_counter()
     task = _task(config, spec.task)
@@ -551,16 +569,24 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
             pretrain = [s for s in task.structures(train_all) if s is not None]
             fit_kwargs["pretrain_structures"], n_pretrain = pretrain, len(pretrain)
     y_train, y_test = task.targets(train), task.targets(test)
-    model = TSRegressor(**kwargs)
+    classify = task.is_classification
+    model = (TSClassifier if classify else TSRegressor)(**kwargs)
     fit_start = time.perf_counter()
     with rows_named_in(task, train):
-        model.fit(task.compositions(train), y_train, **fit_kwargs)
+        model.fit(task.compositions(train), task.labels(train) if classify else y_train, **fit_kwargs)
     fit_time = time.perf_counter() - fit_start
+    y_std = None
     with rows_named_in(task, test):
-        y_pred, y_std = model.predict(task.compositions(test), return_std=True) if _has_std(model) else (
-            model.predict(task.compositions(test)), None)
-    err = y_pred - y_test
-    probe = _teacher_probe(model, task, train, test, config.cache_dir) if model.teacher_ is not None else {}
+        if classify:  # the probability of the positive label (True)
+            y_pred = model.predict_proba(task.compositions(test))[:, list(model.classes_).index(True)]
+        elif _has_std(model):
+            y_pred, y_std = model.predict(task.compositions(test), return_std=True)
+        else:
+            y_pred = model.predict(task.compositions(test))
+    scores = (classification_scores(task.labels(test), y_pred) if classify
+              else regression_scores(y_test, y_pred, y_train))
+    # the teacher probe reads the teacher's embeddings with a regression
+    probe = {} if model.teacher_ is None or classify else _teacher_probe(model, task, train, test, config.cache_dir)
     if config.n_embed > 0:
         pos = sample_positions(len(test), config.n_embed, task=task.name, fold=spec.fold)
         arrays = dict(ids=np.array(task.ids(test[pos])), y_true=y_test[pos], y_pred=y_pred[pos],
@@ -570,9 +596,8 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
         atomic_save_npz(path.with_suffix(".npz"), **arrays)
     steps = [h["step"] for h in model.history_]
     result = {
-        "run_id": spec.run_id, "status": "done", **dataclasses.asdict(spec), "task": task.name,
-        "mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))),
-        "dummy_mae": float(np.mean(np.abs(y_test - y_train.mean()))),
+        "run_id": spec.run_id, "status": "done", **dataclasses.asdict(spec), "task": task.name, "kind": task.kind,
+        **scores,
         "n_train": len(train), "n_train_fold": len(train_all), "n_test": len(test),
         "n_train_with_structure": sum(s is not None for s in fit_kwargs.get("structures", [])),
         "n_pretrain": n_pretrain, "n_pretrain_excluded_test_formulas": n_excluded,
@@ -647,7 +672,8 @@ def execute_run(spec: RunSpec, config: BenchConfig) -> dict[str, Any]:
         return {"run_id": spec.run_id, "status": "failed", "error": error}
     atomic_write_json(path, result)
     failed_note.unlink(missing_ok=True)
-    return {"run_id": spec.run_id, "status": "done", "mae": result["mae"], "wall_time_s": result["wall_time_s"]}
+    return {"run_id": spec.run_id, "status": "done", "metric": result["metric"], "score": result[result["metric"]],
+            "wall_time_s": result["wall_time_s"]}
 
 
 # ----------------------------------------------------------------------------- the grid
@@ -761,7 +787,7 @@ def run_grid(
         for result in results:
             summary.add(result)
             bar.update()
-            bar.set_postfix_str(f"{result['run_id']}: {result.get('mae', result.get('error', ''))}"[:80])
+            bar.set_postfix_str(f"{result['run_id']}: {result.get('score', result.get('error', ''))}"[:80])
             if on_result is not None:
                 on_result(result)
     return summary

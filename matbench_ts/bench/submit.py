@@ -77,6 +77,22 @@ def algorithm_name(student: str, teacher: str | None, strategy: str) -> str:
     return f"{name}+{DISPLAY.get(teacher, teacher)}"[:15] if teacher and strategy != "baseline" else f"{name}-mbts"[:15]
 
 
+#: What a classification submission's info.json says of its scores.
+CLASSIFICATION_NOTE = (
+    "Classification tasks record the probability of True, so Matbench's ROC-AUC is a real ROC-AUC; most "
+    "leaderboard entries recorded labels, for which Matbench's 'ROC-AUC' equals the balanced accuracy: "
+    "compare our balanced accuracy with theirs."
+)
+
+
+def is_matbench_classification(task: str) -> bool:
+    """Whether ``task`` is a Matbench v0.1 classification task."""
+    from matbench.constants import CLF_KEY
+    from matbench.metadata import mbv01_metadata
+
+    return task in mbv01_metadata and mbv01_metadata[task].task_type == CLF_KEY
+
+
 def build_info(config: BenchConfig, authors: str, algorithm: str | None, notes: str) -> dict[str, Any]:
     """The ``info.json`` of a submission (fields required by the Matbench repository)."""
     student, strategy = config.students[0], config.strategies[0]
@@ -110,6 +126,7 @@ def build_info(config: BenchConfig, authors: str, algorithm: str | None, notes: 
             f"Profile '{config.profile}', seed {config.seeds[0]}, all training rows of each official fold.",
             "Teacher provenance: " + "; ".join(leaks) + "." if teacher else "",
             f"Structure library for formula look-up: {config.structure_library}." if config.structure_library else "",
+            CLASSIFICATION_NOTE if any(is_matbench_classification(t) for t in config.tasks) else "",
         ])),
         "requirements": {"python": [f"{d}=={_version(d)}" if _version(d) else d for d in dict.fromkeys(requirements)]},
     }
