@@ -47,17 +47,26 @@ def calibration_rows(run_dirs: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def anchor_table(directory: Path) -> pd.DataFrame:
-    rows = [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
-    frame = pd.DataFrame(rows)
-    if not len(frame):
-        return frame
-    return frame.groupby(["task", "size"]).agg(anchor_folds=("mae", "size"), anchor_mae=("mae", "mean"),
-                                               anchor_std=("mae", lambda m: m.std(ddof=0))).reset_index()
+def anchor_runs(directory: Path) -> pd.DataFrame:
+    """crabnet's own fit, one row per (task, size, fold)."""
+    return pd.DataFrame([json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))])
+
+
+def anchor_cell(ours: pd.DataFrame, anchor: pd.DataFrame) -> str:
+    """crabnet's own fit on the folds both ran: its mean, ours, and the folds where ours is better."""
+    cells = []
+    for size, a in (anchor.groupby("size") if len(anchor) else []):
+        both = ours.merge(a[["fold", "mae"]], on="fold", suffixes=("", "_anchor"))
+        if len(both):
+            cells.append(f"{both.mae_anchor.mean():.4g} vs ours {both.mae.mean():.4g} on folds "
+                         f"{','.join(map(str, both.fold))} ({size} size; ours better on {(both.mae < both.mae_anchor).sum()}"
+                         f"/{len(both)})")
+    return "; ".join(cells)
 
 
 def parity_section(board: dict, anchor: pd.DataFrame) -> str:
-    ours = fold_table(load_results([d for d in (PARITY / "crabnet", PARITY / "roost") if d.exists()]))
+    runs = load_results([d for d in (PARITY / "crabnet", PARITY / "roost") if d.exists()])
+    ours = fold_table(runs)
     earlier_runs = load_results(EARLIER)
     earlier_runs = earlier_runs[(earlier_runs.strategy == "baseline") & (earlier_runs.fraction == 1.0)]
     earlier = fold_table(earlier_runs)
@@ -65,7 +74,8 @@ def parity_section(board: dict, anchor: pd.DataFrame) -> str:
     for row in ours.itertuples():
         ref = board.get(row.task, {}).get("CrabNet")
         before = earlier[(earlier.student == row.student) & (earlier.task == row.task)]
-        anc = anchor[anchor.task == row.task] if len(anchor) else anchor
+        anc = anchor[anchor.task == row.task] if len(anchor) and row.student == "crabnet" else anchor.iloc[:0]
+        fold_runs = runs[(runs.student == row.student) & (runs.task == row.task)]
         gap = (row.mae - ref[1]) / ref[2] if ref else np.nan
         lines.append({
             "student": row.student, "task": row.task, "folds": row.folds,
@@ -73,8 +83,7 @@ def parity_section(board: dict, anchor: pd.DataFrame) -> str:
             "earlier recipe": f"{before.mae.iloc[0]:.4g} ({before.folds.iloc[0]} folds)" if len(before) else "",
             "leaderboard CrabNet": f"{ref[1]:.4g} ± {ref[2]:.2g}" if ref else "",
             "(ours - board) / board std": f"{gap:+.2f}" if np.isfinite(gap) else "",
-            "crabnet's own fit here": "; ".join(f"{a.anchor_mae:.4g} ± {a.anchor_std:.2g} ({a.size} size, "
-                                                f"{a.anchor_folds} folds)" for a in anc.itertuples()),
+            "crabnet's own fit here (same folds)": anchor_cell(fold_runs[["fold", "mae"]], anc),
             "fit time (s)": f"{row.fit_time_s:.0f}",
         })
     return markdown_table(pd.DataFrame(lines)) if lines else "(no parity runs yet)"
@@ -101,7 +110,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs/results/parity.md")
     args = parser.parse_args()
     board = json.loads((Path(args.data) / LEADERBOARD).read_text())
-    anchor = anchor_table(PARITY / "crabnet_anchor")
+    anchor = anchor_runs(PARITY / "crabnet_anchor")
     calib = calibration_rows([d for d in (PARITY / "crabnet", PARITY / "roost") if d.exists()])
     calib_table = (calib.groupby(["student", "task"]).agg(folds=("fold", "size"), spearman=("spearman", "mean"),
                                                           coverage_95=("coverage_95", "mean"),
