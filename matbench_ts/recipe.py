@@ -35,6 +35,10 @@ class Recipe:
     #: none. Without it, the best epoch is kept and ``patience`` epochs without progress stop.
     swa: bool = True
     patience_cycles: int = 3
+    #: crabnet's ``fit`` leaves the model in eval mode after its first weight-averaging check (its
+    #: ``predict`` calls ``eval()`` and nothing calls ``train()`` again): dropout then stops. True does
+    #: the same; False (default) keeps dropout on in every training epoch.
+    dropout_until_swa: bool = False
     #: crabnet's noise on the fractional amounts during training ("fudge"; 0 = none).
     jitter: float = 0.02
     #: None: crabnet's rule from the number of training rows (2**round(log2(n) - 4) in [128, 4096]).
@@ -56,8 +60,9 @@ class Recipe:
         for name, low in (("cycle_epochs", 0), ("patience_cycles", 1)):
             if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < low:
                 raise ValueError(f"recipe {name} must be an integer >= {low}, got {getattr(self, name)!r}")
-        if not isinstance(self.swa, bool):
-            raise ValueError(f"recipe swa must be True or False, got {self.swa!r}")
+        for name in ("swa", "dropout_until_swa"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"recipe {name} must be True or False, got {getattr(self, name)!r}")
         if self.swa and not self.cycle_epochs:
             raise ValueError("recipe swa averages at the minima of the cyclic schedule: it needs cycle_epochs > 0")
         if self.batch_size is not None and (not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1):

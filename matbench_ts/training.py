@@ -223,9 +223,10 @@ def train_step(
     total = config.alpha + config.beta
     monitor = "target" if config.beta > 0 else "emb"
     best, best_state, since_best, history, averaged, dry_cycles = np.inf, None, 0, [], 0, 0
+    swa_checked = False
     bar = tqdm(range(config.epochs), desc=config.name, disable=config.verbose < 1, leave=False)
     for epoch in bar:
-        model.train()
+        model.train(not (recipe.dropout_until_swa and swa_checked))
         order = rng.permutation(len(train))
         epoch_loss = torch.zeros((), device=device)
         for start in range(0, len(train), config.batch_size):
@@ -257,6 +258,7 @@ def train_step(
             if (epoch + 1) % recipe.cycle_epochs:
                 continue
             optimizer.update_swa(score)  # crabnet's rule: reset on a 2 % gain, average within 1 % of the best
+            swa_checked = True
             averaged += optimizer.minimum_found
             dry_cycles = 0 if optimizer.minimum_found else dry_cycles + 1
             if dry_cycles >= recipe.patience_cycles:

@@ -140,3 +140,23 @@ def test_exactly_fitted_rows_keep_the_robust_loss_finite():
     with torch.no_grad():
         _, _, loss, mae_, _ = batch_losses(model, rows, np.arange(2), torch.device("cpu"), objective="robust")
     assert float(mae_) == 0.0 and np.isfinite(float(loss))
+
+
+def test_dropout_until_swa_trains_in_eval_mode_after_the_first_check(ci_data, monkeypatch):
+    import matbench_ts.training as training
+
+    train_modes = []
+    original = training.batch_losses
+
+    def recording(model, *args, **kwargs):
+        if "jitter" in kwargs:  # a training batch (validation passes give no jitter)
+            train_modes.append(model.training)
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(training, "batch_losses", recording)
+    for until_swa, expected in ((True, [True] * 4 + [False] * 4), (False, [True] * 8)):
+        train_modes.clear()
+        recipe = {"base": "crabnet", "cycle_epochs": 2, "dropout_until_swa": until_swa}
+        TSRegressor(teacher=None, student_params=TINY_CRABNET, recipe=recipe, epochs=4, batch_size=120,
+                    random_state=0, verbose=0).fit(ci_data["X"], ci_data["y"])
+        assert train_modes == expected  # 2 batches an epoch; the first check ends epoch 2
