@@ -27,6 +27,10 @@ phase_ablation() {  # each recipe change alone, on expt_gap (CPU size), scored o
     bench --tasks matbench_expt_gap --folds 0,1 --inner-validation 0.2 --recipe "$r" --out $OUT/ablation/$name
   done
 }
+phase_dropout() {  # crabnet's fit stops dropout at its first SWA check: steels, published size, inner validation
+  bench --tasks matbench_steels --folds 0 --inner-validation 0.2 --recipe '{"base": "crabnet", "dropout_until_swa": true}' \
+    --out $OUT/steels_dropout/dropout_until_swa
+}
 phase_official() {  # the two official composition tasks (exact Matbench rows and folds)
   bench --tasks matbench_steels,matbench_expt_gap --student crabnet --out $OUT/crabnet
 }
@@ -54,7 +58,7 @@ phase_report() {
   .venv/bin/python benchmarks/parity_table.py --out docs/results/parity.md
 }
 
-PHASES=(official size_choice ablation proxy_small roost anchor proxy_head ts_headline report)
+PHASES=(official size_choice dropout ablation proxy_small roost anchor proxy_head ts_headline report)
 for phase in "${@:-${PHASES[@]}}"; do
   echo "=== phase $phase ($(date +%H:%M:%S))"
   "phase_$phase" || echo "=== phase $phase FAILED"
