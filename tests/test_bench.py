@@ -345,6 +345,9 @@ def test_submit_official_matbench_steels(tmp_path, cache_dir, monkeypatch):
         assert params["strategy"] == "baseline" and params["teacher"] == "none" and params["n_train"] > 240
     mae = task.scores["mae"]["mean"]
     assert np.isfinite(mae) and mae < 229.7445  # leaderboard "dummy" (mean predictor) on steels
+    # the robust loss's standard deviations are recorded with the predictions
+    uncertainties = task.results["fold_0"][task._UNCERTAINTY_KEY]
+    assert uncertainties and all(u["std"] > 0 and u["ci_lower"] < u["ci_upper"] for _, u in uncertainties.items())
     info = json.loads(paths["info"].read_text())
     for field in ("authors", "algorithm", "algorithm_long", "bibtex_refs", "requirements"):
         assert info[field], field
