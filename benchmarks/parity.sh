@@ -21,7 +21,9 @@ phase_size_choice() {  # published vs CPU sizes on steels, scored on 20% of the 
     --out $OUT/size_choice/cpu_sizes
 }
 phase_ablation() {  # each recipe change alone, on expt_gap (CPU size), scored on 20% of the training folds
-  for r in crabnet '{"base": "crabnet", "dropout_until_swa": true}' plain '{"base": "crabnet", "loss": "l1"}' '{"base": "crabnet", "optimizer": "adamw", "learning_rate": 0.001}' \
+  for r in crabnet '{"base": "crabnet", "dropout_until_swa": true}' '{"base": "crabnet", "swa_every_batch": true}' \
+           '{"base": "crabnet", "cumulative_patience": true}' \
+           '{"base": "crabnet", "dropout_until_swa": true, "swa_every_batch": true, "cumulative_patience": true}' plain '{"base": "crabnet", "loss": "l1"}' '{"base": "crabnet", "optimizer": "adamw", "learning_rate": 0.001}' \
            '{"base": "crabnet", "swa": false}' '{"base": "crabnet", "jitter": 0}' '{"base": "crabnet", "batch_size": 128}'; do
     name=$(echo "$r" | tr -d '{}" ' | tr ':,' '=_')
     bench --tasks matbench_expt_gap --folds 0,1 --inner-validation 0.2 --recipe "$r" --out $OUT/ablation/$name

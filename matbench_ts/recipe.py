@@ -35,6 +35,11 @@ class Recipe:
     #: none. Without it, the best epoch is kept and ``patience`` epochs without progress stop.
     swa: bool = True
     patience_cycles: int = 3
+    #: crabnet checks the validation score after every batch of a cycle's last epoch (more snapshots);
+    #: False checks once, at the end of that epoch.
+    swa_every_batch: bool = False
+    #: crabnet stops after ``patience_cycles`` cycles without a new minimum in all; False: in a row.
+    cumulative_patience: bool = False
     #: crabnet's ``fit`` leaves the model in eval mode after its first weight-averaging check (its
     #: ``predict`` calls ``eval()`` and nothing calls ``train()`` again): dropout then stops. True does
     #: the same; False (default) keeps dropout on in every training epoch.
@@ -60,7 +65,7 @@ class Recipe:
         for name, low in (("cycle_epochs", 0), ("patience_cycles", 1)):
             if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < low:
                 raise ValueError(f"recipe {name} must be an integer >= {low}, got {getattr(self, name)!r}")
-        for name in ("swa", "dropout_until_swa"):
+        for name in ("swa", "dropout_until_swa", "swa_every_batch", "cumulative_patience"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"recipe {name} must be True or False, got {getattr(self, name)!r}")
         if self.swa and not self.cycle_epochs:

@@ -224,11 +224,22 @@ def train_step(
     monitor = "target" if config.beta > 0 else "emb"
     best, best_state, since_best, history, averaged, dry_cycles = np.inf, None, 0, [], 0, 0
     swa_checked = False
+
+    def swa_check(score: float) -> bool:
+        """crabnet's rule: reset the average on a 2 % gain, add snapshots within 1 % of the best."""
+        nonlocal swa_checked
+        optimizer.update_swa(score)
+        swa_checked = True
+        model.train(not recipe.dropout_until_swa)  # evaluate() left it in eval mode
+        return bool(optimizer.minimum_found)
+
     bar = tqdm(range(config.epochs), desc=config.name, disable=config.verbose < 1, leave=False)
     for epoch in bar:
         model.train(not (recipe.dropout_until_swa and swa_checked))
         order = rng.permutation(len(train))
         epoch_loss = torch.zeros((), device=device)
+        at_minimum = recipe.swa and (epoch + 1) % recipe.cycle_epochs == 0  # the cycle's last epoch
+        found = False
         for start in range(0, len(train), config.batch_size):
             idx = order[start : start + config.batch_size]
             with mixed_precision(device, config.amp):
@@ -244,6 +255,9 @@ def train_step(
             if scheduler is not None:
                 scheduler.step()
             epoch_loss += loss.detach()
+            if at_minimum and recipe.swa_every_batch:  # as crabnet: a check after every batch of that epoch
+                found |= swa_check(getattr(evaluate(model, val, config.batch_size * 4, device, config.amp,
+                                                    config.objective), monitor))
         if not torch.isfinite(epoch_loss):  # one host sync per epoch
             raise FloatingPointError(
                 f"{config.name}: the training loss became non-finite in epoch {epoch + 1} "
@@ -255,12 +269,13 @@ def train_step(
         history.append({"step": config.name, "epoch": epoch, "val_emb": val_losses.emb, "val_target": val_losses.target})
         bar.set_postfix(val_emb=f"{val_losses.emb:.4f}", val_target=f"{val_losses.target:.4f}")
         if recipe.swa:
-            if (epoch + 1) % recipe.cycle_epochs:
+            if not at_minimum:
                 continue
-            optimizer.update_swa(score)  # crabnet's rule: reset on a 2 % gain, average within 1 % of the best
-            swa_checked = True
-            averaged += optimizer.minimum_found
-            dry_cycles = 0 if optimizer.minimum_found else dry_cycles + 1
+            if not recipe.swa_every_batch:
+                found = swa_check(score)
+            averaged += found
+            # crabnet counts cycles without a new minimum over the whole run; else they must follow each other
+            dry_cycles = dry_cycles + 1 if not found else (dry_cycles if recipe.cumulative_patience else 0)
             if dry_cycles >= recipe.patience_cycles:
                 break
         elif score < best - 1e-6 or best_state is None:

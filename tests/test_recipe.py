@@ -160,3 +160,27 @@ def test_dropout_until_swa_trains_in_eval_mode_after_the_first_check(ci_data, mo
         TSRegressor(teacher=None, student_params=TINY_CRABNET, recipe=recipe, epochs=4, batch_size=120,
                     random_state=0, verbose=0).fit(ci_data["X"], ci_data["y"])
         assert train_modes == expected  # 2 batches an epoch; the first check ends epoch 2
+
+
+def test_swa_checks_every_batch_and_counts_dry_cycles_as_asked(ci_data, monkeypatch):
+    from matbench_ts._crabnet import SWA
+
+    calls, script = [], iter([])
+    original = SWA.update_swa
+
+    def scripted(self, mae):
+        original(self, mae)
+        calls.append(mae)
+        self.minimum_found = next(script, self.minimum_found)
+
+    monkeypatch.setattr(SWA, "update_swa", scripted)
+    fit = lambda recipe, epochs: TSRegressor(  # noqa: E731
+        teacher=None, student_params=TINY_CRABNET, recipe={"base": "crabnet", **recipe}, epochs=epochs,
+        batch_size=120, random_state=0, verbose=0).fit(ci_data["X"], ci_data["y"])
+    fit({"cycle_epochs": 2, "swa_every_batch": True}, 4)
+    assert len(calls) == 4  # 2 cycle-ending epochs x 2 batches
+    for cumulative, expected_epochs in ((False, 8), (True, 3)):
+        calls.clear()
+        script = iter([False, True, False, True, False, True, False, True])  # never 2 dry cycles in a row
+        model = fit({"cycle_epochs": 1, "patience_cycles": 2, "cumulative_patience": cumulative}, 8)
+        assert len(model.history_) == expected_epochs
