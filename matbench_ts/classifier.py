@@ -11,6 +11,7 @@ from pymatgen.core import Composition, Structure
 from sklearn.base import ClassifierMixin
 
 from .estimator import TeacherStudentEstimator
+from .inputs import target_column
 from .recipe import Recipe
 from .students import Student
 
@@ -18,15 +19,7 @@ from .students import Student
 def check_labels(y: Any, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """``(classes, encoded)`` of binary labels of any type; ValueError on a missing label, a length
     mismatch, one class only or more than two."""
-    if y is None:
-        raise ValueError("y is None; TSClassifier needs a label for every row")
-    arr = np.asarray(y)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ValueError(f"y must be one-dimensional, got shape {arr.shape}")
-    if len(arr) != n_rows:
-        raise ValueError(f"y has {len(arr)} rows but X has {n_rows}")
+    arr = target_column(y, n_rows, needs="a label")
     missing = np.flatnonzero(pd.isna(arr))
     if len(missing):
         raise ValueError(f"y has a missing label ({arr.tolist()[missing[0]]!r}) at row {missing[0]} ({len(missing)} such rows)")

@@ -119,17 +119,23 @@ def check_structures_match(compositions: Sequence[Composition], structures: Sequ
             )
 
 
-def check_targets(y: Any, n_rows: int) -> np.ndarray:
-    """Return ``y`` as a float array; raise ValueError on length mismatch or non-finite values."""
+def target_column(y: Any, n_rows: int, dtype: Any = None, needs: str = "a target") -> np.ndarray:
+    """``y`` as a 1-d array of ``n_rows`` (a one-column 2-d ``y`` is flattened); ValueError otherwise."""
     if y is None:
-        raise ValueError("y is None; TSRegressor needs a target for every row")
-    arr = np.asarray(y, dtype=float)
+        raise ValueError(f"y is None; {needs} is needed for every row")
+    arr = np.asarray(y, dtype=dtype)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
         raise ValueError(f"y must be one-dimensional, got shape {arr.shape}")
     if len(arr) != n_rows:
         raise ValueError(f"y has {len(arr)} rows but X has {n_rows}")
+    return arr
+
+
+def check_targets(y: Any, n_rows: int) -> np.ndarray:
+    """Return ``y`` as a float array; raise ValueError on length mismatch or non-finite values."""
+    arr = target_column(y, n_rows, float)
     bad = np.flatnonzero(~np.isfinite(arr))
     if len(bad):
         raise ValueError(f"y has non-finite value {arr[bad[0]]} at row {bad[0]} ({len(bad)} such rows)")

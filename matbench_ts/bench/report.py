@@ -176,24 +176,11 @@ def plot_roc_auc_vs_fraction(task: str, table: pd.DataFrame, path: Path) -> Path
 
     t = table[table["task"] == task]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for (student, teacher, strategy), g in t.groupby(["student", "teacher", "strategy"]):
-        label = f"{student} {strategy}" + ("" if strategy == "baseline" else f" ({teacher})")
-        ax.errorbar(g["fraction"], g["roc_auc_mean"], yerr=g["roc_auc_std"], marker="o", capsize=3, label=label)
+    _strategy_lines(ax, t, "roc_auc")
     best = t["leaderboard_best"].iloc[0]
     if np.isfinite(best):
         ax.axhline(best, color="tab:red", ls="-.", alpha=0.6, label="leaderboard best (full data)")
-    ax.set_xscale("log")
-    fractions = sorted(t["fraction"].unique())
-    ax.set_xticks(fractions, [f"{f:g}" for f in fractions], minor=False)
-    ax.minorticks_off()
-    ax.set_xlabel("training fraction")
-    ax.set_ylabel("test ROC-AUC")
-    ax.set_title(task)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_fraction_plot(fig, ax, t, task, "test ROC-AUC", path)
 
 
 def load_task_info(run_dir: str | Path | Sequence[str | Path]) -> dict[str, dict[str, Any]]:
@@ -351,9 +338,7 @@ def plot_mae_vs_fraction(task: str, table: pd.DataFrame, path: Path) -> Path:
 
     t = table[table["task"] == task]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for (student, teacher, strategy), g in t.groupby(["student", "teacher", "strategy"]):
-        label = f"{student} {strategy}" + ("" if strategy == "baseline" else f" ({teacher})")
-        ax.errorbar(g["fraction"], g["mae_mean"], yerr=g["mae_std"], marker="o", capsize=3, label=label)
+    _strategy_lines(ax, t, "mae")
     for teacher, g in t[t["teacher_mae"].notna()].groupby("teacher"):
         g = g.groupby("fraction")["teacher_mae"].mean()
         ax.plot(g.index, g.values, "k--", alpha=0.6, label=f"teacher {teacher} (probe)")
@@ -363,12 +348,26 @@ def plot_mae_vs_fraction(task: str, table: pd.DataFrame, path: Path) -> Path:
     crab = t["leaderboard_crabnet"].iloc[0]
     if crab is not None and np.isfinite(crab):
         ax.axhline(crab, color="tab:red", ls="-.", alpha=0.6, label="leaderboard CrabNet (full data)")
+    return _save_fraction_plot(fig, ax, t, task, "test MAE", path)
+
+
+def _strategy_lines(ax: Any, t: pd.DataFrame, metric: str) -> None:
+    """One line per student, teacher and strategy: ``<metric>_mean`` ± ``<metric>_std`` against fraction."""
+    for (student, teacher, strategy), g in t.groupby(["student", "teacher", "strategy"]):
+        label = f"{student} {strategy}" + ("" if strategy == "baseline" else f" ({teacher})")
+        ax.errorbar(g["fraction"], g[f"{metric}_mean"], yerr=g[f"{metric}_std"], marker="o", capsize=3, label=label)
+
+
+def _save_fraction_plot(fig: Any, ax: Any, t: pd.DataFrame, task: str, ylabel: str, path: Path) -> Path:
+    """Log fraction axis with a tick per fraction run, labels, legend; saved to ``path`` and closed."""
+    import matplotlib.pyplot as plt
+
     ax.set_xscale("log")
     fractions = sorted(t["fraction"].unique())
     ax.set_xticks(fractions, [f"{f:g}" for f in fractions], minor=False)
     ax.minorticks_off()
     ax.set_xlabel("training fraction")
-    ax.set_ylabel("test MAE")
+    ax.set_ylabel(ylabel)
     ax.set_title(task)
     ax.legend(fontsize=7)
     fig.tight_layout()
