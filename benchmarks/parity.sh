@@ -31,7 +31,7 @@ phase_ablation() {  # each recipe change alone, on expt_gap (CPU size), scored o
 }
 phase_dropout() {  # crabnet's fit stops dropout at its first SWA check: steels, published size, inner validation
   bench --tasks matbench_steels --folds 0 --inner-validation 0.2 --recipe '{"base": "crabnet", "dropout_until_swa": true}' \
-    --out $OUT/steels_dropout/dropout_until_swa
+    --out $OUT/size_choice/published_dropout_until_swa
 }
 phase_official() {  # the two official composition tasks (exact Matbench rows and folds)
   bench --tasks matbench_steels,matbench_expt_gap --student crabnet --out $OUT/crabnet

@@ -123,7 +123,7 @@ def main() -> None:
         "(phonons, jdft2d, dielectric, log_gvrh, perovskites) are subsets of them with MP structures, so "
         "their comparison is approximate.",
         "## Plain students against the leaderboard CrabNet", parity_section(board, anchor),
-        "## Student size on small data (matbench_steels, 20 % of each training fold held out)",
+        "## Student size on small data, and crabnet's dropout detail (matbench_steels, 20 % of each training fold held out)",
         inner_section(PARITY / "size_choice", "sizes"),
         "## Recipe ablation (matbench_expt_gap, CPU size, 20 % of each training fold held out)",
         inner_section(PARITY / "ablation", "recipe"),
