@@ -415,6 +415,12 @@ class TSRegressor(RegressorMixin, TeacherStudentEstimator):
     def _objective(self, recipe: Recipe) -> str:
         return recipe.loss
 
+    @property
+    def predicts_std(self) -> bool:
+        """Whether ``predict(X, return_std=True)`` works: the recipe trained the log-std output."""
+        check_is_fitted(self, "model_")
+        return self.recipe_.loss == "robust"
+
     def predict(
         self, X: Sequence[str | Composition | Structure], return_std: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -427,6 +433,6 @@ class TSRegressor(RegressorMixin, TeacherStudentEstimator):
         mean = pred.astype(np.float64) * self.y_std_ + self.y_mean_
         if not return_std:
             return mean
-        if self.recipe_.loss != "robust":
+        if not self.predicts_std:
             raise ValueError(f"return_std needs a recipe with the robust loss; this model used loss={self.recipe_.loss!r}")
         return mean, np.exp(log_std.astype(np.float64)) * self.y_std_

@@ -491,11 +491,6 @@ def library_pretrain(
     return [parse_structure(s, i) for i, s in enumerate(pretrain)], n_excluded
 
 
-def _has_std(model: Any) -> bool:
-    """Whether the fitted model predicts a standard deviation (its recipe trains the log-std head)."""
-    return model.recipe_.loss == "robust"
-
-
 def calibration(y_true: np.ndarray, y_pred: np.ndarray, y_std: np.ndarray) -> dict[str, float]:
     """How well predicted standard deviations match the errors.
 
@@ -579,7 +574,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
     with rows_named_in(task, test):
         if classify:  # the probability of the positive label (True)
             y_pred = model.predict_proba(task.compositions(test))[:, list(model.classes_).index(True)]
-        elif _has_std(model):
+        elif model.predicts_std:
             y_pred, y_std = model.predict(task.compositions(test), return_std=True)
         else:
             y_pred = model.predict(task.compositions(test))
