@@ -59,6 +59,7 @@ class TSClassifier(ClassifierMixin, TeacherStudentEstimator):
         class_weight: str | dict[Any, float] | None = None,
         teacher_params: dict[str, Any] | None = None,
         student_params: dict[str, Any] | None = None,
+        pretrained: str | None = None,
         alpha: float | str = "auto",
         beta: float = 1.0,
         epochs: int = 300,
@@ -76,7 +77,8 @@ class TSClassifier(ClassifierMixin, TeacherStudentEstimator):
         verbose: int = 1,
     ) -> None:
         super().__init__(
-            teacher, student, teacher_params=teacher_params, student_params=student_params, alpha=alpha, beta=beta,
+            teacher, student, teacher_params=teacher_params, student_params=student_params, pretrained=pretrained,
+            alpha=alpha, beta=beta,
             epochs=epochs, epochs_step1=epochs_step1, recipe=recipe, learning_rate=learning_rate,
             batch_size=batch_size, weight_decay=weight_decay, validation_fraction=validation_fraction,
             patience=patience, cache_dir=cache_dir, device=device, mixed_precision=mixed_precision,

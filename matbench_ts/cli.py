@@ -8,6 +8,7 @@
     matbench-ts report runs/perov
     matbench-ts embed --tasks matbench_dielectric --teacher chgnet   # warm the teacher cache first
     matbench-ts submit --tasks matbench_steels --strategy baseline --out submission/
+    matbench-ts pretrain --out crabnet-chgnet-mp.pt   # a student aligned to CHGNet on all MP structures
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="size/epoch preset: cpu = smaller student, fewer epochs; gpu = CrabNet's published sizes; "
                         "tiny = smoke tests; auto = gpu when CUDA is present (default)")
     models.add_argument("--student-params", type=_json_dict, help="JSON overriding the preset student sizes")
+    models.add_argument("--pretrained", help="checkpoint of the pretrained/pretrained-ts strategies: a shipped name "
+                        "(matbench_ts.pretrained.available()) or a .pt file from `matbench-ts pretrain`")
     models.add_argument("--teacher-params", type=_json_dict, help="JSON overriding the teacher parameters")
     for name, cast in (("epochs", int), ("epochs-step1", int), ("batch-size", int), ("patience", int),
                        ("learning-rate", float), ("beta", float), ("validation-fraction", float)):
@@ -100,13 +103,14 @@ def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         estimator_params={**{n: getattr(args, n) for n in names if getattr(args, n) is not None},
                           **({"mixed_precision": True} if args.mixed_precision else {})},
         data_dir=args.data_dir, structure_library=args.structure_library, cache_dir=args.cache_dir,
-        device=args.device, n_jobs=args.n_jobs, scheduler=args.scheduler, threads=args.threads,
+        pretrained=args.pretrained, device=args.device, n_jobs=args.n_jobs, scheduler=args.scheduler, threads=args.threads,
         verbose=0 if args.quiet else 1,
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .bench.runner import PRETRAIN_MAX, STRATEGIES
+    from .pretrain import DEFAULT_LIBRARY
 
     parser = argparse.ArgumentParser(prog="matbench-ts",
                                      description="Does the teacher help on my task, and by how much?")
@@ -151,6 +155,29 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--source", default="auto", choices=["auto", "local", "matbench"])
     embed.add_argument("--structure-library", help="formula look-up for rows without a structure")
     embed.add_argument("--cache-dir", help="default $MATBENCH_TS_CACHE or ~/.cache/matbench_ts")
+
+    pre = sub.add_parser("pretrain", help="align a student to a frozen teacher on a structure library and save "
+                         "the checkpoint (resumable)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pre.add_argument("--out", required=True, help="checkpoint file (.pt); its state is kept in OUT.work/ until done")
+    pre.add_argument("--library", type=_list(str), default=list(DEFAULT_LIBRARY),
+                     help="structure files (file names are looked up under --data-dir); repeated ids are kept once")
+    pre.add_argument("--exclude-formulas", help="leave out these reduced formulas: a text file (one per line) or "
+                     "comma-separated task names (all their rows)")
+    pre.add_argument("--student", default="crabnet", help="crabnet or roost")
+    pre.add_argument("--student-params", type=_json_dict, help="JSON student sizes (default: the cpu profile's)")
+    pre.add_argument("--teacher", default="chgnet", help="a frozen teacher")
+    pre.add_argument("--teacher-params", type=_json_dict, help="JSON teacher parameters")
+    pre.add_argument("--epochs", type=int, default=100, help="maximum epochs")
+    pre.add_argument("--recipe", type=_recipe, default="auto", help="as for bench")
+    pre.add_argument("--learning-rate", type=float)
+    pre.add_argument("--batch-size", type=int)
+    pre.add_argument("--validation-fraction", type=float, default=0.05)
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--data-dir", help="as for bench (default $MATBENCH_TS_DATA)")
+    pre.add_argument("--cache-dir", help="default $MATBENCH_TS_CACHE or ~/.cache/matbench_ts")
+    pre.add_argument("--device", help="cuda, cpu... (default: CUDA when present)")
+    pre.add_argument("--threads", type=int, help="torch threads")
+    pre.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     submit = sub.add_parser("submit", help="official Matbench folds -> results.json.gz + info.json",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -207,6 +234,31 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench.runner import preset_student_params
+    from .pretrain import exclusion_formulas, pretrain
+    from .pretrained import load
+
+    excluded, source = exclusion_formulas(args.exclude_formulas, args.data_dir)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    params = args.student_params if args.student_params is not None else preset_student_params("cpu", args.student)
+    path = pretrain(args.out, args.library, student=args.student, student_params=params, teacher=args.teacher,
+                    teacher_params=args.teacher_params, exclude_formulas=excluded, exclude_source=source,
+                    epochs=args.epochs, recipe=args.recipe, learning_rate=args.learning_rate,
+                    batch_size=args.batch_size, validation_fraction=args.validation_fraction, data_dir=args.data_dir,
+                    cache_dir=args.cache_dir, device=args.device, random_state=args.seed,
+                    verbose=0 if args.quiet else 1)
+    summary = load(path).summary()
+    lib = summary["library"]
+    print(f"{summary['id']}: {summary['student']} aligned to {summary['teacher_id']} on {lib['size']} structures "
+          f"({lib['n_excluded']} excluded, {lib['n_unembeddable']} not embeddable), {summary['epochs']} epochs, "
+          f"validation embedding loss {summary['val_loss']:.4f} -> {path}")
+    return 0
+
+
 def _submit(args: argparse.Namespace) -> int:
     from .bench.submit import make_submission
 
@@ -232,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .bench.runner import ConfigMismatchError, GridInterrupted
 
     try:
-        return {"bench": _bench, "report": _report, "embed": _embed, "submit": _submit}[args.command](args)
+        return {"bench": _bench, "report": _report, "embed": _embed, "submit": _submit,
+                "pretrain": _pretrain}[args.command](args)
     except (ConfigMismatchError, FileNotFoundError, ValueError) as exc:
         print(f"matbench-ts {args.command}: error: {exc}", file=sys.stderr)
         return 2

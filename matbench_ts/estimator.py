@@ -25,6 +25,8 @@ from .device import resolve_device, seeded_torch
 from .inputs import check_structures_match, check_targets, parse_structures, split_inputs
 from .students import Student, make_student
 from .recipe import Recipe, resolve_recipe
+from .pretrained import Checkpoint, check_student_matches
+from .pretrained import load as load_checkpoint
 from .teachers import check_teacher_elements, frozen_cache_id, make_teacher
 from .training import Rows, StepConfig, StudentWithProjection, balancing_alpha, train_step
 
@@ -59,6 +61,15 @@ class TeacherStudentEstimator(BaseEstimator):
         Composition model; its embedding is the input of its final linear layer.
     teacher_params, student_params : dict, optional
         Keyword arguments of the teacher and student constructors (model sizes...).
+    pretrained : str, path or None
+        Start from a pretrained student (``matbench_ts.pretrained.available()`` names the shipped
+        ones; a path reads a file made by ``matbench-ts pretrain``): its embedding is already
+        aligned to a structure teacher on a library of structures, so step 1 is not run again.
+        The student and its sizes come from the checkpoint (``student`` must name the same
+        student; ``student_params`` may only repeat its sizes). With ``teacher=None`` the student
+        is fine-tuned on the targets alone: no structure and no teacher is needed. With the
+        checkpoint's teacher, step 2 guides with the checkpoint's projection and standardisation.
+        After ``fit``, ``pretrained_id_`` names the checkpoint (``name@hash``).
     alpha : "auto", "auto-init", "auto-step2" or float
         Weight of the embedding loss in step 2; 0 skips it. A measured alpha makes
         ``alpha * L_emb == beta * L_target`` on the training rows: ``"auto-init"`` measures
@@ -113,6 +124,7 @@ class TeacherStudentEstimator(BaseEstimator):
         *,
         teacher_params: dict[str, Any] | None = None,
         student_params: dict[str, Any] | None = None,
+        pretrained: str | None = None,
         alpha: float | str = "auto",
         beta: float = 1.0,
         epochs: int = 300,
@@ -133,6 +145,7 @@ class TeacherStudentEstimator(BaseEstimator):
         self.student = student
         self.teacher_params = teacher_params
         self.student_params = student_params
+        self.pretrained = pretrained
         self.alpha = alpha
         self.beta = beta
         self.epochs = epochs
@@ -183,6 +196,7 @@ class TeacherStudentEstimator(BaseEstimator):
         if self.weight_decay is not None and not _is_finite_number(self.weight_decay, minimum=0):
             raise ValueError(f"weight_decay must be None or a finite number >= 0, got {self.weight_decay!r}")
         self._recipe()
+        self._checkpoint()
         if not _is_finite_number(self.validation_fraction, minimum=0) or self.validation_fraction >= 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
         if not isinstance(self.verbose, (int, np.integer)):
@@ -190,6 +204,14 @@ class TeacherStudentEstimator(BaseEstimator):
         if self.random_state is not None and not _is_integer(self.random_state):
             # torch generators are seeded from it, so a RandomState instance cannot stand in
             raise ValueError(f"random_state must be None or an integer, got {type(self.random_state).__name__}")
+
+    def _checkpoint(self) -> Checkpoint | None:
+        """The pretrained checkpoint, checked against ``student``/``student_params`` (None without one)."""
+        if self.pretrained is None:
+            return None
+        checkpoint = load_checkpoint(self.pretrained)
+        check_student_matches(checkpoint, self.student, self.student_params)
+        return checkpoint
 
     def _recipe(self) -> Recipe:
         """The recipe in force: ``recipe`` resolved for the student, with ``weight_decay`` applied."""
@@ -223,6 +245,10 @@ class TeacherStudentEstimator(BaseEstimator):
         if self.beta == 0 and all(s is None for s in structs):
             raise ValueError("beta=0 trains on the embedding loss only, but no row of X has a structure")
         pretrain = []
+        checkpoint = self._checkpoint()
+        if checkpoint is not None and pretrain_structures is not None:
+            raise ValueError(f"pretrained={self.pretrained!r} already holds step 1: pretrain_structures cannot be "
+                             "added; leave one of them out")
         if pretrain_structures is not None:
             pretrain = [s for s in parse_structures(pretrain_structures, name="pretrain_structures") if s is not None]
         device = resolve_device(self.device)
@@ -231,8 +257,10 @@ class TeacherStudentEstimator(BaseEstimator):
         check_teacher_elements(teacher, pretrain, "pretrain_structures")
         if hasattr(teacher, "get_params") and teacher.get_params().get("random_state", 0) is None:
             teacher.set_params(random_state=self.random_state)  # a trained teacher is reproducible too
+        self.pretrained_id_ = None if checkpoint is None else checkpoint.id
         with seeded_torch(self.random_state, device):
-            student = make_student(self.student, self.student_params)
+            start = None if checkpoint is None else checkpoint.build()
+            student = make_student(self.student, self.student_params) if start is None else start.student
             student.check_elements(compositions)
             try:
                 student.check_elements([s.composition for s in pretrain])
@@ -240,9 +268,16 @@ class TeacherStudentEstimator(BaseEstimator):
                 raise ValueError(f"pretrain_structures: {exc}") from None
             train_idx, val_idx = self._split(n, has_structure=None if teacher is None else
                                              np.array([s is not None for s in structs]), labels=self._strata(y))
+            scaling = None
+            if checkpoint is not None and teacher is not None and frozen_cache_id(teacher) == checkpoint.teacher_id:
+                scaling = checkpoint.teacher_scaling()  # the space the checkpoint's projection maps into
+            else:
+                start = None  # another teacher: a fresh projection onto its embedding
             with seeded_torch(None, device):  # teacher work must not shift the student's random stream
-                teacher_emb, pretrain_emb = self._teacher_embeddings(teacher, structs, y, pretrain, train_idx)
-            self._fit_student(student, compositions, y, teacher_emb, pretrain, pretrain_emb, train_idx, val_idx, device)
+                teacher_emb, pretrain_emb = self._teacher_embeddings(teacher, structs, y, pretrain, train_idx, scaling)
+            self._fit_student(student, compositions, y, teacher_emb, pretrain, pretrain_emb, train_idx, val_idx, device,
+                              projection=None if start is None else start.projection,
+                              step1=checkpoint is None)
         return self
 
     # hooks of the target type -----------------------------------------------------------
@@ -286,7 +321,7 @@ class TeacherStudentEstimator(BaseEstimator):
                 pass
         return train, val
 
-    def _teacher_embeddings(self, teacher, structs, y, pretrain, train_idx):
+    def _teacher_embeddings(self, teacher, structs, y, pretrain, train_idx, scaling=None):
         """Fit the teacher (cached) and embed the structures (cached); standardise the embeddings."""
         self.teacher_, self.teacher_id_, self.n_teacher_computed_ = None, None, 0
         has = np.array([s is not None for s in structs])
@@ -297,10 +332,11 @@ class TeacherStudentEstimator(BaseEstimator):
                           "given: training the plain student", UserWarning, stacklevel=3)
             return None, None
         with TeacherCache(self.cache_dir) as cache:
-            return self._embed_with_cache(cache, teacher, structs, y, pretrain, train_idx, has)
+            return self._embed_with_cache(cache, teacher, structs, y, pretrain, train_idx, has, scaling)
 
-    def _embed_with_cache(self, cache, teacher, structs, y, pretrain, train_idx, has):
-        """Teacher fitting and embedding through ``cache``; returns standardised embeddings."""
+    def _embed_with_cache(self, cache, teacher, structs, y, pretrain, train_idx, has, scaling=None):
+        """Teacher fitting and embedding through ``cache``; returns embeddings standardised with
+        ``scaling`` (mean, std) or else with the training rows' (or ``pretrain``'s) own."""
         rows = np.flatnonzero(has)
         frozen_id = frozen_cache_id(teacher)
         if frozen_id is not None:
@@ -320,20 +356,27 @@ class TeacherStudentEstimator(BaseEstimator):
         teacher_emb = np.full((len(structs), dim), np.nan, dtype=np.float32)
         if fit_emb is not None:
             teacher_emb[rows] = fit_emb
-        reference = teacher_emb[np.intersect1d(rows, train_idx)] if np.isin(rows, train_idx).any() else pre_emb
-        self.teacher_mean_ = reference.mean(axis=0)
-        std = reference.std(axis=0)
-        self.teacher_std_ = np.where(std > 1e-8, std, 1.0).astype(np.float32)
+        if scaling is not None:
+            self.teacher_mean_, self.teacher_std_ = scaling
+        else:
+            reference = teacher_emb[np.intersect1d(rows, train_idx)] if np.isin(rows, train_idx).any() else pre_emb
+            self.teacher_mean_ = reference.mean(axis=0)
+            std = reference.std(axis=0)
+            self.teacher_std_ = np.where(std > 1e-8, std, 1.0).astype(np.float32)
         scale = lambda e: None if e is None else ((e - self.teacher_mean_) / self.teacher_std_).astype(np.float32)  # noqa: E731
         return scale(teacher_emb), scale(pre_emb)
 
-    def _fit_student(self, student, compositions, y, teacher_emb, pretrain, pretrain_emb, train_idx, val_idx, device):
+    def _fit_student(self, student, compositions, y, teacher_emb, pretrain, pretrain_emb, train_idx, val_idx, device,
+                     projection=None, step1=True):
         y_scaled = self._scale_targets(y, train_idx)
         has_teacher_rows = teacher_emb is not None and not np.isnan(teacher_emb[train_idx, 0]).all()
         teacher_dim = None
         if teacher_emb is not None or pretrain_emb is not None:
             teacher_dim = (teacher_emb if teacher_emb is not None else pretrain_emb).shape[1]
-        model = StudentWithProjection(student, teacher_dim).to(device)
+        model = StudentWithProjection(student, teacher_dim)
+        if projection is not None and teacher_dim is not None:
+            model.projection = projection
+        model = model.to(device)
         rows = Rows(student.encode(compositions), y_scaled, teacher_emb)
         rng = np.random.default_rng(self.random_state)
         recipe = self.recipe_ = self._recipe()
@@ -357,7 +400,7 @@ class TeacherStudentEstimator(BaseEstimator):
             self.alpha_ = balancing_alpha(model, train, self.beta, batch_size(len(train)) * 4, device, objective)
         elif rule != "auto-step2":
             self.alpha_ = float(rule)
-        if teacher_dim is not None and self.epochs_step1 > 0:
+        if teacher_dim is not None and self.epochs_step1 > 0 and step1:
             if pretrain_emb is not None:
                 pre_rows = Rows(student.encode([s.composition for s in pretrain]), None, pretrain_emb)
                 pre_train, pre_val = self._split(len(pre_rows))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,6 +192,42 @@ def make_optimizer(model: nn.Module, recipe: Recipe, learning_rate: float) -> to
     return with_hook_state(SWA(optimizer)) if recipe.swa else optimizer
 
 
+def _optimizer_layers(optimizer: Any) -> Iterator[Any]:
+    """The optimiser and those it wraps (crabnet's SWA -> Lookahead -> Lamb)."""
+    while optimizer is not None:
+        yield optimizer
+        optimizer = getattr(optimizer, "optimizer", None) or getattr(optimizer, "base_optimizer", None)
+
+
+def optimizer_snapshot(optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> dict[str, Any]:
+    """Every layer's per-parameter state (keyed by parameter position) and scalar attributes,
+    and the parameter groups' settings: what crabnet's wrappers' own ``state_dict`` cannot restore
+    in another process (they key their state by ``id``)."""
+    index = {id(p): i for i, p in enumerate(params)}
+    layers = []
+    for layer in _optimizer_layers(optimizer):
+        state = {index[id(p)]: copy.deepcopy(s) for p, s in layer.state.items() if id(p) in index}
+        scalars = {k: copy.deepcopy(v) for k, v in vars(layer).items()
+                   if isinstance(v, (bool, int, float, list, np.number)) and not k.startswith("_")
+                   and k not in ("param_groups", "state", "defaults")}
+        layers.append({"state": state, "scalars": scalars})
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    return {"layers": layers, "groups": copy.deepcopy(groups)}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], snapshot: dict[str, Any]) -> None:
+    """Put an :func:`optimizer_snapshot` back (state tensors moved to their parameter's device)."""
+    for layer, saved in zip(_optimizer_layers(optimizer), snapshot["layers"]):
+        layer.state.clear()  # in place: wrappers hold references to the inner state
+        for i, s in saved["state"].items():
+            p = params[i]
+            layer.state[p] = {k: v.to(p.device) if isinstance(v, Tensor) and v.dim() else v for k, v in s.items()}
+        for name, value in saved["scalars"].items():
+            setattr(layer, name, value)
+    for group, values in zip(optimizer.param_groups, snapshot["groups"]):
+        group.update(values)
+
+
 def train_step(
     model: StudentWithProjection,
     train: Rows,
@@ -199,6 +235,8 @@ def train_step(
     config: StepConfig,
     device: torch.device,
     rng: np.random.Generator,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> list[dict[str, float]]:
     """Train one step; returns the per-epoch history.
 
@@ -208,6 +246,10 @@ def train_step(
     1 % of the best score are averaged, ``patience_cycles`` cycles that add none stop the step,
     and the average is the result. Without it, the best epoch is kept and ``patience`` epochs
     without progress stop the step. A non-finite training loss raises ``FloatingPointError``.
+
+    ``checkpoint``, when given, receives after each epoch everything the step needs to go on
+    (weights, optimiser, schedule, random streams, early-stopping state; ``"done"`` once it has
+    finished); passing that dict back as ``resume`` continues the step where it was.
     """
     recipe = config.recipe
     optimizer = make_optimizer(model, recipe, config.learning_rate)
@@ -223,7 +265,37 @@ def train_step(
     total = config.alpha + config.beta
     monitor = "target" if config.beta > 0 else "emb"
     best, best_state, since_best, history, averaged, dry_cycles = np.inf, None, 0, [], 0, 0
-    swa_checked = False
+    swa_checked, first_epoch = False, 0
+    params = list(model.parameters())
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        restore_optimizer(optimizer, params, resume["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        rng.bit_generator.state = resume["rng"]
+        torch.set_rng_state(resume["torch_rng"])
+        if device.type == "cuda" and resume.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(resume["cuda_rng"], device)
+        first_epoch = resume["epoch"]
+        best, best_state, since_best, history, averaged, dry_cycles, swa_checked = (
+            resume["loop"][k] for k in ("best", "best_state", "since_best", "history", "averaged", "dry_cycles",
+                                        "swa_checked"))
+        if resume.get("done"):
+            return history
+
+    def save(epoch: int, done: bool) -> None:
+        if checkpoint is None:
+            return
+        checkpoint({
+            "epoch": epoch, "done": done, "model": copy.deepcopy(model.state_dict()),
+            "optimizer": optimizer_snapshot(optimizer, params),
+            "scheduler": None if scheduler is None else scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "loop": {"best": best, "best_state": best_state, "since_best": since_best, "history": list(history),
+                     "averaged": averaged, "dry_cycles": dry_cycles, "swa_checked": swa_checked},
+        })
 
     def swa_check(score: float) -> bool:
         """crabnet's rule: reset the average on a 2 % gain, add snapshots within 1 % of the best."""
@@ -233,7 +305,8 @@ def train_step(
         model.train(not recipe.dropout_until_swa)  # evaluate() left it in eval mode
         return bool(optimizer.minimum_found)
 
-    bar = tqdm(range(config.epochs), desc=config.name, disable=config.verbose < 1, leave=False)
+    bar = tqdm(range(first_epoch, config.epochs), desc=config.name, disable=config.verbose < 1, leave=False,
+               initial=first_epoch, total=config.epochs)
     for epoch in bar:
         model.train(not (recipe.dropout_until_swa and swa_checked))
         order = rng.permutation(len(train))
@@ -269,25 +342,26 @@ def train_step(
         history.append({"step": config.name, "epoch": epoch, "val_emb": val_losses.emb, "val_target": val_losses.target})
         bar.set_postfix(val_emb=f"{val_losses.emb:.4f}", val_target=f"{val_losses.target:.4f}")
         if recipe.swa:
-            if not at_minimum:
-                continue
-            if not recipe.swa_every_batch:
-                found = swa_check(score)
-            averaged += found
-            # crabnet counts cycles without a new minimum over the whole run; else they must follow each other
-            dry_cycles = dry_cycles + 1 if not found else (dry_cycles if recipe.cumulative_patience else 0)
-            if dry_cycles >= recipe.patience_cycles:
-                break
+            if at_minimum:
+                if not recipe.swa_every_batch:
+                    found = swa_check(score)
+                averaged += found
+                # crabnet counts cycles without a new minimum over the whole run; else they must follow each other
+                dry_cycles = dry_cycles + 1 if not found else (dry_cycles if recipe.cumulative_patience else 0)
+                if dry_cycles >= recipe.patience_cycles:
+                    break
         elif score < best - 1e-6 or best_state is None:
             best, best_state, since_best = score, copy.deepcopy(model.state_dict()), 0
         else:
             since_best += 1
             if since_best >= config.patience:
                 break
+        save(epoch + 1, done=False)
     if recipe.swa and averaged:
         optimizer.swap_swa_sgd()
     elif best_state is not None:
         model.load_state_dict(best_state)
+    save(len(history), done=True)
     return history
 
 

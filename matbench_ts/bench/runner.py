@@ -32,6 +32,7 @@ import numpy as np
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
+from ..pretrained import load as load_checkpoint
 from .data import (
     DATA_ENV,
     Task,
@@ -55,7 +56,13 @@ STRATEGIES: dict[str, str] = {
     "transfer": "step 1 on a structure library (pretrain_structures), then step 2",
     "transfer-fold": "step 1 on every structure of the training fold (targets of rows outside the fraction "
                      "unused), then step 2",
+    "pretrained": "start from a pretrained student (--pretrained) and fine-tune on the targets: formulas only",
+    "pretrained-ts": "start from a pretrained student, then step 2 guided by the task's structures",
 }
+#: Strategies that train without a teacher.
+NO_TEACHER = ("baseline", "pretrained")
+#: Strategies that start from the ``--pretrained`` checkpoint.
+PRETRAINED = ("pretrained", "pretrained-ts")
 #: Library structures that ``transfer`` runs step 1 on by default (0 in a config: all of them).
 PRETRAIN_MAX = 5000
 STUDENTS = ("crabnet", "roost")
@@ -134,6 +141,7 @@ class BenchConfig:
     structure_library: str | None = None  # formula look-up for rows without a structure
     pretrain_library: str | None = None  # step-1 data of "transfer" (default: structure_library)
     pretrain_max: int = PRETRAIN_MAX
+    pretrained: str | None = None  # checkpoint of the "pretrained" strategies (shipped name or .pt path)
     save_predictions: bool = True
     n_embed: int = 500  # test rows whose student/teacher embeddings are saved (.npz)
     inner_validation: float = 0.0  # > 0: score on this share of each training fold, not on its test fold
@@ -163,8 +171,11 @@ class BenchConfig:
         for kind, names, known in (("student", self.students, STUDENTS), ("teacher", self.teachers, TEACHERS)):
             if not names and kind == "student" or any(n not in known for n in names):
                 raise ValueError(f"unknown {kind}(s) {names}; choose from {list(known)}")
-        if any(s != "baseline" for s in self.strategies) and not self.teachers:
+        if any(s not in NO_TEACHER for s in self.strategies) and not self.teachers:
             raise ValueError(f"strategies {self.strategies} need a teacher")
+        if any(s in PRETRAINED for s in self.strategies) and not self.pretrained:
+            raise ValueError(f"strategies {[s for s in self.strategies if s in PRETRAINED]} need a checkpoint "
+                             "(--pretrained NAME|PATH)")
         self.pretrain_library = self.pretrain_library or self.structure_library
         if not 0 <= self.inner_validation < 1:
             raise ValueError(f"inner_validation must be in [0, 1), got {self.inner_validation}")
@@ -212,7 +223,9 @@ def estimator_kwargs(
     student_params = {**preset_student_params(config.profile, student, n_train), **_pick(config.student_params, student)}
     kwargs.update(student=student, student_params=student_params or None, random_state=seed,
                   cache_dir=config.cache_dir, device=config.device, verbose=config.verbose)
-    if strategy == "baseline" or teacher is None:
+    if strategy in PRETRAINED:  # the student and its sizes come from the checkpoint
+        kwargs.update(pretrained=config.pretrained, student_params=None)
+    if strategy in NO_TEACHER or teacher is None:
         kwargs.update(teacher=None, teacher_params=None)
     else:
         teacher_params = {**preset["teacher_params"].get(teacher, {}), **_pick(config.teacher_params, teacher)}
@@ -285,7 +298,7 @@ def build_grid(config: BenchConfig) -> list[RunSpec]:
                 for seed in config.seeds:
                     for student in config.students:
                         for strategy in config.strategies:
-                            teachers = [None] if strategy == "baseline" else config.teachers
+                            teachers = [None] if strategy in NO_TEACHER else config.teachers
                             for teacher in teachers:
                                 specs.append(RunSpec(task, fraction, strategy, student, teacher, fold, seed))
     return specs
@@ -580,6 +593,10 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
             y_pred = model.predict(task.compositions(test))
     scores = (classification_scores(task.labels(test), y_pred) if classify
               else regression_scores(y_test, y_pred, y_train))
+    pretrained = None
+    if model.pretrained_id_ is not None:  # how many test materials the checkpoint's library held
+        n_seen = load_checkpoint(kwargs["pretrained"]).n_seen(task.compositions(test))
+        pretrained = {"id": model.pretrained_id_, "n_test_formulas_seen": n_seen, "transductive": n_seen > 0}
     # the teacher probe reads the teacher's embeddings with a regression
     probe = {} if model.teacher_ is None or classify else _teacher_probe(model, task, train, test, config.cache_dir)
     if config.n_embed > 0:
@@ -595,7 +612,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
         **scores,
         "n_train": len(train), "n_train_fold": len(train_all), "n_test": len(test),
         "n_train_with_structure": sum(s is not None for s in fit_kwargs.get("structures", [])),
-        "n_pretrain": n_pretrain, "n_pretrain_excluded_test_formulas": n_excluded,
+        "n_pretrain": n_pretrain, "n_pretrain_excluded_test_formulas": n_excluded, "pretrained": pretrained,
         "scored_on": (f"inner validation ({config.inner_validation:g} of the training fold)"
                       if config.inner_validation else "test fold"),
         "recipe": dataclasses.asdict(model.recipe_), "calibration": None if y_std is None else calibration(y_test, y_pred, y_std),
@@ -678,7 +695,7 @@ def check_settings(config: BenchConfig) -> None:
 
     for student in config.students:
         for strategy in config.strategies:
-            for teacher in [None] if strategy == "baseline" else config.teachers:
+            for teacher in [None] if strategy in NO_TEACHER else config.teachers:
                 kwargs = estimator_kwargs(config, student, teacher, strategy, config.seeds[0])
                 try:
                     TSRegressor(**kwargs)._check_params()
@@ -691,7 +708,7 @@ def check_settings(config: BenchConfig) -> None:
 def check_grid(config: BenchConfig, tasks: dict[str, Task]) -> None:
     """Refuse, before any training, runs that cannot work (bad settings, missing folds, no teacher structures)."""
     check_settings(config)
-    needs_structures = [s for s in config.strategies if s not in ("baseline", "transfer")]
+    needs_structures = [s for s in config.strategies if s not in (*NO_TEACHER, "transfer")]
     for name, task in tasks.items():
         missing = sorted(set(config.folds) - set(task.folds))
         if missing:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .runner import (
+    NO_TEACHER,
     STRATEGIES,
     BenchConfig,
     RunSpec,
@@ -172,7 +173,7 @@ def make_submission(
         raise ValueError(f"algorithm must have 5-15 characters (Matbench's limits), got {algorithm!r} "
                          f"({len(algorithm)} characters)")
     out = Path(out)
-    use_teacher = strategy != "baseline" and teacher not in (None, "none")
+    use_teacher = strategy not in NO_TEACHER and teacher not in (None, "none")
     config_kwargs.setdefault("n_embed", 0)
     config = BenchConfig(
         out=str(out), tasks=list(tasks), fractions=[1.0], strategies=[strategy], seeds=[seed], students=[student],

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from pymatgen.core import Element, Structure
 from sklearn.base import clone
 
@@ -45,6 +46,12 @@ def frozen_cache_id(teacher: Any) -> str | None:
     """The teacher's data-independent identity, or None when it learns from the fit data."""
     cache_id = getattr(teacher, "cache_id", None)
     return cache_id() if callable(cache_id) else None
+
+
+def embeddable_mask(teacher: Any, structures: Sequence[Structure]) -> np.ndarray:
+    """Which structures the teacher can embed (its ``embeddable`` check, else all of them)."""
+    check = getattr(teacher, "embeddable", None)
+    return np.asarray(check(structures), dtype=bool) if callable(check) else np.ones(len(structures), dtype=bool)
 
 
 def unembeddable_element(teacher: Any, structure: Structure) -> Element | None:

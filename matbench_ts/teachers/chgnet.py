@@ -98,6 +98,11 @@ class CHGNetTeacher(TransformerMixin, BaseEstimator):
                         for s in range(block, min(block + step, len(structures)), self.batch_size))
                 yield from parallel(jobs)
 
+    def embeddable(self, structures: Sequence[Structure], cutoff: float = 6.0) -> np.ndarray:
+        """Mask of the structures CHGNet can graph: every atom has a neighbour within its 6 A
+        atom-graph cutoff (a few Materials Project cells have isolated atoms, which it refuses)."""
+        return np.array([len(np.unique(s.get_neighbor_list(cutoff)[0])) == len(s) for s in structures], dtype=bool)
+
     def transform(self, structures: Sequence[Structure]) -> np.ndarray:
         if self.layer not in ("readout", "atom"):
             raise ValueError(f"layer must be 'readout' or 'atom', got {self.layer!r}")

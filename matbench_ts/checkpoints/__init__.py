@@ -1,0 +1,1 @@
+"""Pretrained student checkpoints shipped with the package (see :mod:`matbench_ts.pretrained`)."""

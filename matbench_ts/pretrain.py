@@ -1,0 +1,280 @@
+"""``matbench-ts pretrain``: align a student's embedding to a frozen teacher's (step 1) on a
+structure library, once, and save it as a checkpoint (:mod:`matbench_ts.pretrained`).
+
+Resumable: the library's teacher embeddings go through the teacher cache chunk by chunk and
+are then kept beside the output (``<out>.work/``), and training saves its full state after
+every epoch, so a second call with the same arguments goes on where the first stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pymatgen.core import Composition
+from tqdm.auto import tqdm
+
+from .bench.data import find_data_file, read_table, reduced_formula
+from .cache import TeacherCache
+from .device import resolve_device, seeded_torch
+from .inputs import parse_structure
+from .pretrained import FORMAT, full_student_params, pack_formulas
+from .recipe import resolve_recipe
+from .students import make_student
+from .teachers import check_teacher_elements, embeddable_mask, frozen_cache_id, make_teacher
+from .training import Rows, StepConfig, StudentWithProjection, evaluate, train_step
+
+#: The default library: every Materials Project structure in the offline data, de-duplicated by id.
+DEFAULT_LIBRARY = ("matbench_mp_e_form.jsonl.gz", "mp2018_eform_gap.jsonl.gz")
+ID_COLUMNS = ("mp_id", "id")
+VERSIONED = ("matbench-ts", "torch", "crabnet", "aviary-models", "chgnet", "pymatgen")
+
+
+@dataclass
+class Library:
+    """Library rows kept for pretraining: ids, reduced formulas and CIFs, and what was left out."""
+
+    paths: list[str]
+    ids: list[str]
+    formulas: list[str]
+    structures: list[Any]  # CIF strings or Structures
+    n_duplicates: int
+    n_excluded: int
+
+    def content_hash(self) -> str:
+        digest = hashlib.sha256()
+        for row_id, structure in zip(self.ids, self.structures):
+            digest.update(f"{row_id}\0{structure}\0".encode())
+        return digest.hexdigest()[:16]
+
+
+def read_library(paths: Sequence[str | Path], exclude_formulas: Iterable[str] = (), data_dir: str | None = None) -> Library:
+    """Rows of the structure files (the first file wins on a repeated id), without the excluded
+    reduced formulas."""
+    excluded = set(exclude_formulas)
+    ids, formulas, structures, seen, n_dup, n_excl, found = [], [], [], set(), 0, 0, []
+    for path in paths:
+        path = find_data_file(path, data_dir, "structure library")
+        found.append(str(path))
+        frame = read_table(path)
+        if "structure" not in frame.columns:
+            raise ValueError(f"structure library {path} has no 'structure' column")
+        id_column = next((c for c in ID_COLUMNS if c in frame.columns), None)
+        row_ids = frame[id_column].astype(str).tolist() if id_column else [f"{path.name}:{i}" for i in range(len(frame))]
+        comps = frame["composition"].tolist() if "composition" in frame.columns else [None] * len(frame)
+        for row_id, comp, structure in zip(row_ids, comps, frame["structure"]):
+            if row_id in seen:
+                n_dup += 1
+                continue
+            seen.add(row_id)
+            formula = reduced_formula(comp) if comp is not None else parse_structure(structure, len(ids)).composition.reduced_formula
+            if formula in excluded:
+                n_excl += 1
+                continue
+            ids.append(row_id)
+            formulas.append(formula)
+            structures.append(structure)
+    if not ids:
+        raise ValueError(f"structure library {found}: no rows left after excluding {len(excluded)} formulas")
+    return Library(found, ids, formulas, structures, n_dup, n_excl)
+
+
+def exclusion_formulas(spec: str | None, data_dir: str | None = None) -> tuple[set[str], list[str]]:
+    """Reduced formulas to leave out: from a text file (one formula per line) or from every row of
+    comma-separated task names; also returns what they came from."""
+    if not spec:
+        return set(), []
+    path = Path(spec)
+    if path.is_file() and path.suffix in ("", ".txt", ".csv"):
+        lines = [line.split(",")[0].strip() for line in path.read_text().splitlines()]
+        return {reduced_formula(f) for f in lines if f and not f.startswith("#")} - {None}, [str(path)]
+    from .bench.data import load_task
+
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    formulas = set()
+    for name in names:
+        task = load_task(name, data_dir)
+        formulas |= {reduced_formula(c) for c in task.frame["composition"]}
+    return formulas - {None}, names
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; checkpoints are shared and shipped
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def embed_library(library: Library, teacher: Any, teacher_id: str, work: Path, cache_dir: str | None,
+                  chunk_size: int = 2048, verbose: int = 1) -> dict[str, Any]:
+    """Teacher embeddings of the library (parsed and embedded chunk by chunk through the cache),
+    kept in ``work/library.npz`` for the next call; structures the teacher cannot embed are left out."""
+    key = f"{teacher_id}/{library.content_hash()}"
+    saved = work / "library.npz"
+    if saved.exists():
+        with np.load(saved, allow_pickle=False) as z:
+            if str(z["key"]) == key:
+                return {k: z[k] for k in z.files}
+    emb, compositions, formulas, unembeddable = [], [], [], []
+    bar = tqdm(total=len(library.ids), desc="teacher embeddings", unit="structure", disable=verbose < 1)
+    with TeacherCache(cache_dir, chunk_size=chunk_size) as cache:
+        for start in range(0, len(library.ids), chunk_size):
+            rows = range(start, min(start + chunk_size, len(library.ids)))
+            structures = [parse_structure(library.structures[i], i) for i in rows]
+            check_teacher_elements(teacher, structures, "library structures")
+            mask = embeddable_mask(teacher, structures)
+            kept = [s for s, ok in zip(structures, mask) if ok]
+            unembeddable += [library.ids[i] for i, ok in zip(rows, mask) if not ok]
+            if kept:
+                emb.append(cache.embeddings(teacher_id, kept, teacher.transform))
+            compositions += [s.composition.formula for s in kept]
+            formulas += [library.formulas[i] for i, ok in zip(rows, mask) if ok]
+            bar.update(len(rows))
+    bar.close()
+    out = {"key": np.array(key), "embeddings": np.concatenate(emb).astype(np.float32),
+           "compositions": np.array(compositions), "formulas": np.array(formulas),
+           "unembeddable": np.array(unembeddable, dtype=str)}
+    work.mkdir(parents=True, exist_ok=True)
+    np.savez(work / "library.tmp.npz", **out)
+    os.replace(work / "library.tmp.npz", saved)
+    return out
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in VERSIONED:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+def pretrain(
+    out: str | Path,
+    library: Sequence[str | Path] = DEFAULT_LIBRARY,
+    *,
+    student: str = "crabnet",
+    student_params: dict[str, Any] | None = None,
+    teacher: str = "chgnet",
+    teacher_params: dict[str, Any] | None = None,
+    exclude_formulas: Iterable[str] = (),
+    exclude_source: Sequence[str] = (),
+    epochs: int = 100,
+    recipe: str | dict[str, Any] = "auto",
+    learning_rate: float | None = None,
+    batch_size: int | None = None,
+    validation_fraction: float = 0.05,
+    patience: int = 10,
+    data_dir: str | None = None,
+    cache_dir: str | None = None,
+    device: str | None = None,
+    random_state: int = 0,
+    verbose: int = 1,
+) -> Path:
+    """Pretrain ``student`` on the teacher's embeddings of ``library`` and write the checkpoint ``out``.
+
+    Returns the checkpoint's path. ``exclude_formulas`` are reduced formulas left out of the
+    library (a benchmark's tasks: a leak-safe checkpoint). Calling again with the same arguments
+    resumes from ``<out>.work/``; a finished checkpoint is not trained again.
+    """
+    out = Path(out)
+    if out.suffix != ".pt":
+        raise ValueError(f"the checkpoint file must end in .pt, got {out}")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}")
+    params = full_student_params(student, student_params)
+    recipe_used = resolve_recipe(recipe, student)
+    model_teacher = make_teacher(teacher, teacher_params)
+    teacher_id = frozen_cache_id(model_teacher)
+    if teacher_id is None:
+        raise ValueError(f"teacher {teacher!r} learns from its fit data; pretraining needs a frozen teacher")
+    model_teacher.fit([], None)
+    rows = read_library(library, exclude_formulas, data_dir)
+    try:  # bad elements before the long teacher pass
+        make_student(student, params).check_elements([Composition(f) for f in rows.formulas])
+    except ValueError as exc:
+        raise ValueError(f"library: {exc}") from None
+    work = out.with_name(out.name + ".work")
+    lib = embed_library(rows, model_teacher, teacher_id, work, cache_dir, verbose=verbose)
+    emb = lib["embeddings"]
+    n = len(emb)
+    rng = np.random.default_rng(random_state)
+    order = rng.permutation(n)
+    n_val = max(1, int(round(validation_fraction * n)))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    mean = emb[train_idx].mean(axis=0)
+    std = emb[train_idx].std(axis=0)
+    std = np.where(std > 1e-8, std, 1.0).astype(np.float32)
+    scaled = ((emb - mean) / std).astype(np.float32)
+    dev = resolve_device(device)
+    with seeded_torch(random_state, dev):
+        model = StudentWithProjection(make_student(student, params), emb.shape[1]).to(dev)
+        items = model.student.encode([Composition(c) for c in lib["compositions"]])
+        all_rows = Rows(items, None, scaled)
+        state_path = work / "state.pt"
+        resume = torch.load(state_path, map_location="cpu", weights_only=False) if state_path.exists() else None
+        if resume is not None and resume.get("settings") != _settings(epochs, recipe_used, learning_rate, batch_size,
+                                                                      patience, lib["key"], random_state, params):
+            raise ValueError(f"{state_path} was written with other settings: delete {work} to start afresh")
+        settings = _settings(epochs, recipe_used, learning_rate, batch_size, patience, lib["key"], random_state, params)
+        config = StepConfig("pretrain", epochs, 1.0, 0.0, recipe=recipe_used,
+                            learning_rate=float(learning_rate or recipe_used.learning_rate),
+                            batch_size=batch_size or recipe_used.batch_size_for(len(train_idx)), patience=patience,
+                            verbose=verbose)
+        history = train_step(model, all_rows.subset(train_idx), all_rows.subset(val_idx), config, dev, rng,
+                             checkpoint=lambda state: _atomic_torch_save({**state, "settings": settings}, state_path),
+                             resume=resume)
+    model = model.cpu().eval()
+    val_loss = evaluate(model, all_rows.subset(val_idx), 4096, torch.device("cpu")).emb
+    checkpoint = {
+        "format": FORMAT,
+        "student": student,
+        "student_params": params,
+        "student_state": model.student.state_dict(),
+        "projection_state": model.projection.state_dict(),
+        "teacher": teacher,
+        "teacher_params": dict(teacher_params or {}),
+        "teacher_id": teacher_id,
+        "teacher_mean": torch.as_tensor(mean),
+        "teacher_std": torch.as_tensor(std),
+        "library": {"paths": [Path(p).name for p in rows.paths], "hash": str(lib["key"]).split("/")[-1],
+                    "size": n, "n_duplicates": rows.n_duplicates, "n_excluded": rows.n_excluded,
+                    "n_unembeddable": int(len(lib["unembeddable"])), "excluded_from": list(exclude_source)},
+        "formulas": pack_formulas(lib["formulas"].tolist()),
+        "recipe": dataclasses.asdict(recipe_used),
+        "epochs": len(history),
+        "max_epochs": epochs,
+        "val_loss": float(val_loss),
+        "history": [{k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in h.items()} for h in history],
+        "random_state": random_state,
+        "versions": _versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    _atomic_torch_save(checkpoint, out)
+    return out
+
+
+def _settings(epochs, recipe, learning_rate, batch_size, patience, key, random_state, params) -> dict[str, Any]:
+    """What a resumed run must share with the run that wrote the state."""
+    return {"epochs": epochs, "recipe": dataclasses.asdict(recipe), "learning_rate": learning_rate,
+            "batch_size": batch_size, "patience": patience, "library": str(key), "random_state": random_state,
+            "student_params": params}

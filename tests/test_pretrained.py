@@ -1,0 +1,209 @@
+"""Pretrained students: ``pretrain`` (resumable), checkpoints, ``TSRegressor(pretrained=...)``,
+the featurizer, and the harness strategies that record what the checkpoint saw."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from pymatgen.core import Composition
+from sklearn.base import clone
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+
+from matbench_ts import TSRegressor
+from matbench_ts.pretrain import pretrain, read_library
+from matbench_ts.pretrained import PretrainedFeaturizer, available, load
+from matbench_ts.recipe import resolve_recipe
+from matbench_ts.students import make_student
+from matbench_ts.training import Rows, StepConfig, StudentWithProjection, train_step
+
+from conftest import CI_SET, TINY_CRABNET
+
+TINY_PARAMS = {**TINY_CRABNET, "out_hidden": list(TINY_CRABNET["out_hidden"])}
+PRETRAIN = dict(student="crabnet", student_params=TINY_CRABNET, recipe="plain", learning_rate=2e-3, batch_size=64,
+                patience=5, random_state=0, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def library_without_test_fold(tmp_path_factory) -> str:
+    """The CI set's training folds (1-4) as a structure library: fold 0 stays unseen."""
+    df = pd.read_json(CI_SET, lines=True)
+    path = tmp_path_factory.mktemp("library") / "library.jsonl.gz"
+    df[df.fold != 0].to_json(path, orient="records", lines=True)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, library_without_test_fold, cache_dir) -> str:
+    out = tmp_path_factory.mktemp("pretrained") / "tiny-chgnet.pt"
+    return str(pretrain(out, [library_without_test_fold], epochs=15, cache_dir=cache_dir, **PRETRAIN))
+
+
+def test_checkpoint_records_what_it_was_built_from(checkpoint, ci_data):
+    ckpt = load(checkpoint)
+    data = ckpt.data
+    assert data["student"] == "crabnet" and data["student_params"]["d_model"] == 32
+    assert data["teacher_id"] == "chgnet-0.3.0-atom"
+    assert data["library"]["size"] == 240 and len(data["library"]["hash"]) == 16
+    assert 1 <= data["epochs"] <= 15 and np.isfinite(data["val_loss"])
+    assert {"torch", "crabnet", "chgnet"} <= set(data["versions"])
+    assert ckpt.n_seen(ci_data["X"]) == 240  # the library is the training folds
+    assert ckpt.n_seen(ci_data["X_test"]) < 60  # fold 0 is not (a few polymorphs share formulas)
+    # loadable without unpickling code (safe to ship)
+    assert torch.load(checkpoint, weights_only=True)["format"] == data["format"]
+
+
+def test_step1_lowers_the_embedding_loss(checkpoint):
+    history = [h["val_emb"] for h in load(checkpoint).data["history"]]
+    assert min(history) < 0.8 * history[0]
+
+
+def test_library_drops_repeated_ids_and_excluded_formulas(library_without_test_fold):
+    full = read_library([library_without_test_fold, library_without_test_fold])
+    assert len(full.ids) == 240 and full.n_duplicates == 240
+    some = set(full.formulas[:10])
+    rest = read_library([library_without_test_fold], exclude_formulas=some)
+    assert not some & set(rest.formulas) and rest.n_excluded == sum(f in some for f in full.formulas)
+
+
+def test_pretrain_resumes_to_the_same_checkpoint(tmp_path, library_without_test_fold, cache_dir, monkeypatch):
+    """An interrupted pretraining goes on from its last epoch and ends where an uninterrupted one does."""
+    import matbench_ts.pretrain as module
+
+    straight = pretrain(tmp_path / "a.pt", [library_without_test_fold], epochs=6, cache_dir=cache_dir, **PRETRAIN)
+    calls = {"n": 0}
+    real_save = module._atomic_torch_save
+
+    def crash_after_three_epochs(obj, path):
+        real_save(obj, path)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "_atomic_torch_save", crash_after_three_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tmp_path / "b.pt", [library_without_test_fold], epochs=6, cache_dir=cache_dir, **PRETRAIN)
+    monkeypatch.setattr(module, "_atomic_torch_save", real_save)
+    assert not (tmp_path / "b.pt").exists() and (tmp_path / "b.pt.work" / "state.pt").exists()
+    resumed = pretrain(tmp_path / "b.pt", [library_without_test_fold], epochs=6, cache_dir=cache_dir, **PRETRAIN)
+    a, b = load(straight).data, load(resumed).data
+    assert a["epochs"] == b["epochs"] == 6
+    for key, value in a["student_state"].items():
+        torch.testing.assert_close(b["student_state"][key], value)
+    with pytest.raises(ValueError, match="other settings"):
+        pretrain(tmp_path / "b.pt", [library_without_test_fold], epochs=7, cache_dir=cache_dir, **PRETRAIN)
+
+
+def test_crabnet_recipe_state_survives_a_restart(ci_data):
+    """Lamb + Lookahead + crabnet's SWA + the cyclic schedule: resumed == uninterrupted."""
+    recipe = resolve_recipe({"base": "crabnet", "cycle_epochs": 2, "jitter": 0.0}, "crabnet")
+    student = make_student("crabnet", TINY_CRABNET)
+    rows = Rows(student.encode([Composition(x) for x in ci_data["X"]]),
+                ((ci_data["y"] - ci_data["y"].mean()) / ci_data["y"].std()).astype(np.float32))
+    train, val = rows.subset(np.arange(200)), rows.subset(np.arange(200, 240))
+    config = StepConfig("s", 6, 0.0, 1.0, recipe=recipe, learning_rate=2e-3, batch_size=64, patience=5, verbose=0,
+                        objective="robust")
+
+    def run(resume=None, stop_at=None):
+        torch.manual_seed(0)
+        model = StudentWithProjection(make_student("crabnet", TINY_CRABNET), None)
+        saved = []
+
+        def keep(state):
+            saved.append(state)
+            if stop_at is not None and state["epoch"] == stop_at:
+                raise KeyboardInterrupt
+
+        try:
+            train_step(model, train, val, config, torch.device("cpu"), np.random.default_rng(0), keep, resume)
+        except KeyboardInterrupt:
+            pass
+        return model, saved
+
+    straight, _ = run()
+    _, saved = run(stop_at=3)
+    torch.manual_seed(123)  # the resumed run must not depend on the global random state
+    resumed, _ = run(resume=pickle.loads(pickle.dumps(saved[-1])))
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(b, a, msg=name)
+
+
+def test_regressor_from_checkpoint(checkpoint, ci_data, cache_dir):
+    kwargs = dict(recipe="plain", epochs=40, learning_rate=2e-3, batch_size=64, patience=10, cache_dir=cache_dir,
+                  random_state=0, verbose=0)
+    formulas_only = TSRegressor(teacher=None, pretrained=checkpoint, **kwargs)
+    formulas_only.fit(ci_data["X"], ci_data["y"])
+    mae = np.abs(formulas_only.predict(ci_data["X_test"]) - ci_data["y_test"]).mean()
+    assert mae < 0.8 * np.abs(ci_data["y_test"] - ci_data["y"].mean()).mean()
+    assert formulas_only.pretrained_id_ == load(checkpoint).id
+    assert formulas_only.teacher_ is None and "step 1" not in {h["step"] for h in formulas_only.history_}
+    again = clone(formulas_only).fit(ci_data["X"], ci_data["y"])
+    np.testing.assert_allclose(again.predict(ci_data["X_test"]), formulas_only.predict(ci_data["X_test"]))
+    guided = TSRegressor(teacher="chgnet", pretrained=checkpoint, **kwargs)
+    guided.fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+    mean, std = load(checkpoint).teacher_scaling()
+    np.testing.assert_array_equal(guided.teacher_mean_, mean)  # the checkpoint's standardisation
+    assert guided.alpha_ > 0 and "step 1" not in {h["step"] for h in guided.history_}
+
+
+def test_checkpoint_clashes_are_refused_before_work(checkpoint, ci_data):
+    X, y = ci_data["X"], ci_data["y"]
+    with pytest.raises(ValueError, match="clash"):
+        TSRegressor(teacher=None, pretrained=checkpoint, student_params={"d_model": 64}).fit(X, y)
+    with pytest.raises(ValueError, match="'crabnet' student"):
+        TSRegressor(teacher=None, student="roost", pretrained=checkpoint).fit(X, y)
+    with pytest.raises(ValueError, match="no pretrained checkpoint 'no-such-student'"):
+        TSRegressor(teacher=None, pretrained="no-such-student").fit(X, y)
+    with pytest.raises(ValueError, match="pretrain_structures"):
+        TSRegressor(teacher="chgnet", pretrained=checkpoint).fit(X, y, structures=ci_data["structures"],
+                                                                pretrain_structures=ci_data["structures"])
+    TSRegressor(teacher=None, pretrained=checkpoint, student_params=TINY_PARAMS)._check_params()  # repeating is fine
+
+
+def test_featurizer_is_the_checkpoint_embedding(checkpoint, ci_data):
+    featurizer = PretrainedFeaturizer(checkpoint)
+    features = featurizer.fit(ci_data["X"]).transform(ci_data["X_test"])
+    assert features.shape == (60, 32) and np.isfinite(features).all()
+    frame = featurizer.featurize_dataframe(pd.DataFrame({"formula": ci_data["X_test"][:5]}), "formula", pbar=False)
+    np.testing.assert_allclose(frame[featurizer.feature_labels()].to_numpy(), features[:5], rtol=1e-5, atol=1e-6)
+    restored = pickle.loads(pickle.dumps(clone(featurizer)))
+    np.testing.assert_allclose(restored.transform(ci_data["X_test"]), features)
+    pipe = make_pipeline(PretrainedFeaturizer(checkpoint), RidgeCV()).fit(ci_data["X"], ci_data["y"])
+    assert np.abs(pipe.predict(ci_data["X_test"]) - ci_data["y_test"]).mean() < np.abs(
+        ci_data["y_test"] - ci_data["y"].mean()).mean()
+
+
+def test_shipped_checkpoints_load_offline():
+    for name in available():
+        ckpt = load(name)
+        model = ckpt.build()
+        assert model.projection.out_features == ckpt.data["teacher_mean"].shape[0]
+        assert ckpt.data["library"]["size"] > 10_000
+
+
+def test_harness_records_what_the_checkpoint_saw(tmp_path, checkpoint, cache_dir):
+    from matbench_ts.bench.runner import BenchConfig, run_grid
+
+    config = BenchConfig(out=str(tmp_path / "runs"), tasks=[str(CI_SET)], strategies=["pretrained", "pretrained-ts"],
+                         folds=[0, 1], profile="tiny", pretrained=checkpoint, cache_dir=cache_dir, verbose=0,
+                         n_embed=0)
+    summary = run_grid(config)
+    assert not summary.failed and len(summary.executed) == 4
+    results = {(r["strategy"], r["fold"]): r for r in
+               (json.loads(p.read_text()) for p in (tmp_path / "runs" / "runs").rglob("*.json"))}
+    ckpt = load(checkpoint)
+    for (strategy, fold), result in results.items():
+        assert result["pretrained"]["id"] == ckpt.id
+        assert result["params"]["student_params"] is None  # sizes from the checkpoint
+    # fold 0 was left out of the library (only formulas it shares with other folds were seen); fold 1 was in it
+    fold0 = results[("pretrained", 0)]["pretrained"]
+    assert fold0["n_test_formulas_seen"] < 60 and fold0["transductive"] is (fold0["n_test_formulas_seen"] > 0)
+    assert results[("pretrained", 1)]["pretrained"]["n_test_formulas_seen"] == 60
+    assert results[("pretrained", 1)]["pretrained"]["transductive"] is True
+    with pytest.raises(ValueError, match="--pretrained"):
+        BenchConfig(out=str(tmp_path / "x"), tasks=[str(CI_SET)], strategies=["pretrained"], profile="tiny")
