@@ -205,5 +205,11 @@ def test_harness_records_what_the_checkpoint_saw(tmp_path, checkpoint, cache_dir
     assert fold0["n_test_formulas_seen"] < 60 and fold0["transductive"] is (fold0["n_test_formulas_seen"] > 0)
     assert results[("pretrained", 1)]["pretrained"]["n_test_formulas_seen"] == 60
     assert results[("pretrained", 1)]["pretrained"]["transductive"] is True
+    # the checkpoint's teacher (CHGNet, trained on MP energies) makes a formulas-only run on MP e_form leaky too
+    assert results[("pretrained", 0)]["teacher_info"]["leaky"] is True
+    from matbench_ts.bench.report import load_results
+
+    labels = load_results(tmp_path / "runs").set_index(["strategy", "fold"]).index
+    assert ("pretrained transductive", 1) in labels and ("pretrained-ts transductive", 1) in labels
     with pytest.raises(ValueError, match="--pretrained"):
         BenchConfig(out=str(tmp_path / "x"), tasks=[str(CI_SET)], strategies=["pretrained"], profile="tiny")

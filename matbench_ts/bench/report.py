@@ -45,17 +45,20 @@ TABLE_COLUMNS = [
 def strategy_label(d: dict[str, Any], pretrain_max: int | None = None) -> str:
     """The run's strategy, with its alpha when it was not the current ``"auto"`` rule (``ts alpha=0.3``,
     ``ts alpha=auto-step2``) and, for ``transfer``, its step-1 library size when it was not the default
-    (``transfer D1=all``): alpha sweeps, runs made under another rule and larger step-1 sets stay apart."""
+    (``transfer D1=all``): alpha sweeps, runs made under another rule and larger step-1 sets stay apart.
+    A pretrained student whose library held test-fold formulas is labelled ``transductive``."""
     from ..estimator import ALPHA_RULES, AUTO_ALPHA_RULE
     from .runner import PRETRAIN_MAX
 
     strategy = d["strategy"]
     if strategy == "transfer" and pretrain_max is not None and pretrain_max != PRETRAIN_MAX:
         strategy += f" D1={pretrain_max or 'all'}"
+    if (d.get("pretrained") or {}).get("transductive"):
+        strategy += " transductive"
     # Runs written before ``alpha_rule`` was recorded used "auto" = "auto-step2".
     rule = d.get("alpha_rule", (d.get("params") or {}).get("alpha", "auto"))
     rule = "auto-step2" if rule == "auto" else rule
-    if d["strategy"] in ("baseline", "step1-only") or rule == AUTO_ALPHA_RULE:
+    if d["strategy"] in ("baseline", "step1-only", "pretrained") or rule == AUTO_ALPHA_RULE:
         return strategy
     if d["strategy"] == "ts-no-step1" and rule in ALPHA_RULES:
         return strategy  # without step 1 both rules measure at the same point

@@ -405,6 +405,8 @@ def prepare_out(config: BenchConfig) -> dict[str, Any]:
         ignored = set(HARMLESS_FIELDS) | set(GRID_FIELDS) | set(PARAMS_FIELDS) | {"matbench_ts_version", "resolved"}
         diffs = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
                  if k not in ignored and _setting(k, old.get(k)) != _setting(k, new.get(k))}
+        if old.get("pretrained") is None:  # no run used a checkpoint yet: one may be named now
+            diffs.pop("pretrained", None)
         for key in PARAMS_FIELDS:  # compared as the settings they give with the profile's presets
             a, b = _effective_params(old, key, new), _effective_params(new, key, old)
             if a != b:
@@ -595,8 +597,12 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
               else regression_scores(y_test, y_pred, y_train))
     pretrained = None
     if model.pretrained_id_ is not None:  # how many test materials the checkpoint's library held
-        n_seen = load_checkpoint(kwargs["pretrained"]).n_seen(task.compositions(test))
-        pretrained = {"id": model.pretrained_id_, "n_test_formulas_seen": n_seen, "transductive": n_seen > 0}
+        checkpoint = load_checkpoint(kwargs["pretrained"])
+        n_seen = checkpoint.n_seen(task.compositions(test))
+        pretrained = {"id": model.pretrained_id_, "n_test_formulas_seen": n_seen, "transductive": n_seen > 0,
+                      "library": checkpoint.data["library"], "teacher_id": checkpoint.teacher_id}
+    # the checkpoint's teacher taught the student even when this run has none (leak labels follow it)
+    provenance_teacher = kwargs["teacher"] or (None if pretrained is None else checkpoint.data["teacher"])
     # the teacher probe reads the teacher's embeddings with a regression
     probe = {} if model.teacher_ is None or classify else _teacher_probe(model, task, train, test, config.cache_dir)
     if config.n_embed > 0:
@@ -619,7 +625,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
         "alpha": float(model.alpha_), "alpha_rule": model.alpha_rule_, "epochs_run": {s: steps.count(s) for s in dict.fromkeys(steps)},
         "teacher_mae": probe.get("teacher_mae"), "teacher_probe": probe.get("teacher_probe"),
         "n_teacher_test": probe.get("n_teacher_test"),
-        "teacher_info": {**teacher_provenance(kwargs["teacher"], task.name, kwargs["teacher_params"]),
+        "teacher_info": {**teacher_provenance(provenance_teacher, task.name, kwargs["teacher_params"]),
                          "teacher_id": model.teacher_id_, "n_teacher_computed": model.n_teacher_computed_,
                          "structure_source": task.structure_source, "structure_match_rate": task.match_rate,
                          "pretrain_library": config.pretrain_library if n_pretrain else None},

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The runs behind the pretrained students (issue #11): checkpoints and their evidence.
+# Every phase is resumable (pretraining keeps OUT.work/, the harness skips finished runs).
+# Usage: bash benchmarks/pretrained.sh PHASE...   Needs the offline data: MATBENCH_TS_DATA (default ../shared/data).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MATBENCH_TS_DATA=${MATBENCH_TS_DATA:-$(realpath ../shared/data)}
+export MATMINER_DATA=${MATMINER_DATA:-$MATBENCH_TS_DATA/matminer} OMP_WAIT_POLICY=PASSIVE
+MTS=${MTS:-.venv/bin/matbench-ts}
+JOBS=${JOBS:-1}
+# Benchmark checkpoints are not shipped (nor committed): they live here, outside the repository.
+CKPT=${CKPT:-../checkpoints}
+# Every task the evidence evaluates: a leak-safe checkpoint leaves out all their reduced formulas (all folds).
+EVALUATED=matbench_steels,matbench_expt_gap,matbench_glass,matbench_jdft2d,matbench_phonons,matbench_dielectric,matbench_log_gvrh,matbench_perovskites
+MP2018=$MATBENCH_TS_DATA/mp2018/mp2018_eform_gap.jsonl.gz
+
+phase_bench_checkpoint_mp2018() {  # leak-safe CrabNet (cpu size) on the mp2018 structures
+  "$MTS" pretrain --out $CKPT/crabnet-chgnet-mp2018-bench.pt --library mp2018_eform_gap.jsonl.gz \
+    --exclude-formulas $EVALUATED --epochs 60 --threads 1
+}
+phase_bench_checkpoint() {  # leak-safe CrabNet (cpu size) on the default library (all MP structures, ~112k)
+  "$MTS" pretrain --out $CKPT/crabnet-chgnet-mp-bench.pt --exclude-formulas $EVALUATED --epochs 60
+}
+phase_ship() {  # the shipped checkpoints: the default library, nothing excluded
+  "$MTS" pretrain --out matbench_ts/checkpoints/crabnet-chgnet-mp.pt --epochs 60
+  "$MTS" pretrain --out matbench_ts/checkpoints/roost-chgnet-mp.pt --student roost --epochs 60
+}
+phase_log_gvrh_5() {  # the bar: log_gvrh at 5 %, 5 folds; baseline and ts are in benchmarks/results/ts_recipe
+  local name=${NAME:-crabnet-chgnet-mp2018-bench}
+  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
+    --teacher chgnet --tasks matbench_log_gvrh --fractions 0.05 --strategies pretrained,pretrained-ts \
+    --pretrained $CKPT/$name.pt --out benchmarks/results/pretrained/$name
+  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
+    --teacher chgnet --out benchmarks/results/ts_recipe --tasks matbench_log_gvrh --fractions 0.05 \
+    --strategies baseline,ts
+}
+phase_report() {
+  local name=${NAME:-crabnet-chgnet-mp2018-bench}
+  "$MTS" report benchmarks/results/ts_recipe benchmarks/results/pretrained/$name \
+    --out benchmarks/results/pretrained/$name/report --no-tsne
+}
+
+for phase in "$@"; do
+  echo "=== phase $phase ($(date +%H:%M:%S))"
+  "phase_$phase" || echo "=== phase $phase FAILED"
+done
