@@ -213,3 +213,23 @@ def test_harness_records_what_the_checkpoint_saw(tmp_path, checkpoint, cache_dir
     assert ("pretrained transductive", 1) in labels and ("pretrained-ts transductive", 1) in labels
     with pytest.raises(ValueError, match="--pretrained"):
         BenchConfig(out=str(tmp_path / "x"), tasks=[str(CI_SET)], strategies=["pretrained"], profile="tiny")
+
+
+def test_pretrain_command(tmp_path, library_without_test_fold, cache_dir, capsys):
+    from matbench_ts.cli import main
+
+    leave_out = read_library([library_without_test_fold]).formulas[:2]
+    formulas = tmp_path / "leave_out.txt"
+    formulas.write_text("# formulas to leave out\n" + "\n".join(leave_out) + "\n")
+    out = tmp_path / "cli.pt"
+    code = main(["pretrain", "--out", str(out), "--library", library_without_test_fold, "--exclude-formulas",
+                 str(formulas), "--student-params", json.dumps(TINY_PARAMS), "--epochs", "2", "--recipe", "plain",
+                 "--batch-size", "64", "--cache-dir", cache_dir, "-q"])
+    assert code == 0
+    ckpt = load(out)
+    assert "cli@" in capsys.readouterr().out
+    assert not set(leave_out) & ckpt.formulas and ckpt.data["library"]["n_excluded"] >= 2
+    assert ckpt.data["epochs"] == 2
+    assert ckpt.data["library"]["excluded_from"] == [str(formulas)]
+    assert main(["pretrain", "--out", str(tmp_path / "bad.pt"), "--library", library_without_test_fold,
+                 "--student", "crabnet", "--exclude-formulas", "no_such_task_anywhere", "-q"]) == 2
