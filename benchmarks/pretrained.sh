@@ -18,6 +18,10 @@ phase_bench_checkpoint_mp2018() {  # leak-safe CrabNet (cpu size) on the mp2018 
   "$MTS" pretrain --out $CKPT/crabnet-chgnet-mp2018-bench.pt --library mp2018_eform_gap.jsonl.gz \
     --exclude-formulas $EVALUATED --epochs 60 --threads 1
 }
+phase_bench_checkpoint_mp2018_e200() {  # the same, up to 200 epochs (60 still improved the validation loss)
+  "$MTS" pretrain --out $CKPT/crabnet-chgnet-mp2018-bench-e200.pt --library mp2018_eform_gap.jsonl.gz \
+    --exclude-formulas $EVALUATED --epochs 200 --threads 1
+}
 phase_bench_checkpoint() {  # leak-safe CrabNet (cpu size) on the default library (all MP structures, ~112k)
   "$MTS" pretrain --out $CKPT/crabnet-chgnet-mp-bench.pt --exclude-formulas $EVALUATED --epochs 60
 }
@@ -33,6 +37,17 @@ phase_log_gvrh_5() {  # the bar: log_gvrh at 5 %, 5 folds; baseline and ts are i
   "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
     --teacher chgnet --out benchmarks/results/ts_recipe --tasks matbench_log_gvrh --fractions 0.05 \
     --strategies baseline,ts
+}
+phase_finetune_lr() {  # the fine-tuning peak learning rate, chosen on inner validation (20 % of training folds 0-1)
+  local name=${NAME:-crabnet-chgnet-mp2018-bench}
+  for lr in 0.006 0.002 0.0006; do
+    for spec in matbench_log_gvrh:0.05 matbench_dielectric:0.25 matbench_phonons:0.25; do
+      "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
+        --teacher chgnet --tasks "${spec%%:*}" --fractions "${spec##*:}" --folds 0,1 --inner-validation 0.2 \
+        --strategies pretrained,pretrained-ts --pretrained $CKPT/$name.pt --learning-rate $lr \
+        --out benchmarks/results/pretrained/finetune_lr/$name/lr$lr
+    done
+  done
 }
 phase_report() {
   local name=${NAME:-crabnet-chgnet-mp2018-bench}
