@@ -13,6 +13,8 @@ CKPT=${CKPT:-../checkpoints}
 # Every task the evidence evaluates: a leak-safe checkpoint leaves out all their reduced formulas (all folds).
 EVALUATED=matbench_steels,matbench_expt_gap,matbench_glass,matbench_jdft2d,matbench_phonons,matbench_dielectric,matbench_log_gvrh,matbench_perovskites
 MP2018=$MATBENCH_TS_DATA/mp2018/mp2018_eform_gap.jsonl.gz
+CPU_CRABNET='{"d_model": 128, "N": 2, "heads": 4, "out_hidden": [256, 128, 64], "dim_feedforward": 256}'
+
 
 phase_bench_checkpoint_mp2018() {  # leak-safe CrabNet (cpu size) on the mp2018 structures
   "$MTS" pretrain --out $CKPT/crabnet-chgnet-mp2018-bench.pt --library mp2018_eform_gap.jsonl.gz \
@@ -48,6 +50,10 @@ phase_finetune_lr() {  # the fine-tuning peak learning rate, chosen on inner val
         --out benchmarks/results/pretrained/finetune_lr/$name/lr$lr
     done
   done
+}
+phase_same_size_baseline() {  # the plain student at the checkpoint's (cpu) size: the pretraining effect alone
+  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --student crabnet --tasks matbench_log_gvrh \
+    --fractions 0.05 --strategies baseline --student-params "$CPU_CRABNET" --out benchmarks/results/pretrained/baseline_cpu_size
 }
 phase_report() {
   local name=${NAME:-crabnet-chgnet-mp2018-bench}

@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="structure files (file names are looked up under --data-dir); repeated ids are kept once")
     pre.add_argument("--exclude-formulas", help="leave out these reduced formulas: a text file (one per line) or "
                      "comma-separated task names (all their rows)")
+    pre.add_argument("--max-structures", type=int, help="a seeded sample of this many library structures "
+                     "(after exclusion; default: all)")
     pre.add_argument("--student", default="crabnet", help="crabnet or roost")
     pre.add_argument("--student-params", type=_json_dict, help="JSON student sizes (default: the cpu profile's)")
     pre.add_argument("--teacher", default="chgnet", help="a frozen teacher")
@@ -247,6 +249,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     params = args.student_params if args.student_params is not None else preset_student_params("cpu", args.student)
     path = pretrain(args.out, args.library, student=args.student, student_params=params, teacher=args.teacher,
                     teacher_params=args.teacher_params, exclude_formulas=excluded, exclude_source=source,
+                    max_structures=args.max_structures,
                     epochs=args.epochs, recipe=args.recipe, learning_rate=args.learning_rate,
                     batch_size=args.batch_size, validation_fraction=args.validation_fraction, data_dir=args.data_dir,
                     cache_dir=args.cache_dir, device=args.device, random_state=args.seed,

@@ -52,6 +52,15 @@ class Library:
     n_duplicates: int
     n_excluded: int
 
+    def sample(self, n: int, seed: int) -> Library:
+        """At most ``n`` rows, drawn with ``seed`` (file order kept)."""
+        if len(self.ids) <= n:
+            return self
+        keep = np.sort(np.random.default_rng([seed, 104729]).choice(len(self.ids), size=n, replace=False))
+        pick = lambda values: [values[i] for i in keep]  # noqa: E731
+        return dataclasses.replace(self, ids=pick(self.ids), formulas=pick(self.formulas),
+                                   structures=pick(self.structures))
+
     def content_hash(self) -> str:
         digest = hashlib.sha256()
         for row_id, structure in zip(self.ids, self.structures):
@@ -176,6 +185,7 @@ def pretrain(
     teacher_params: dict[str, Any] | None = None,
     exclude_formulas: Iterable[str] = (),
     exclude_source: Sequence[str] = (),
+    max_structures: int | None = None,
     epochs: int = 100,
     recipe: str | dict[str, Any] = "auto",
     learning_rate: float | None = None,
@@ -191,7 +201,8 @@ def pretrain(
     """Pretrain ``student`` on the teacher's embeddings of ``library`` and write the checkpoint ``out``.
 
     Returns the checkpoint's path. ``exclude_formulas`` are reduced formulas left out of the
-    library (a benchmark's tasks: a leak-safe checkpoint). Calling again with the same arguments
+    library (a benchmark's tasks: a leak-safe checkpoint); ``max_structures`` keeps a seeded
+    sample of the rest (``random_state``). Calling again with the same arguments
     resumes from ``<out>.work/``; a finished checkpoint is not trained again.
     """
     out = Path(out)
@@ -209,6 +220,10 @@ def pretrain(
         raise ValueError(f"teacher {teacher!r} learns from its fit data; pretraining needs a frozen teacher")
     model_teacher.fit([], None)
     rows = read_library(library, exclude_formulas, data_dir)
+    if max_structures is not None:
+        if not isinstance(max_structures, int) or max_structures < 10:
+            raise ValueError(f"max_structures must be an integer >= 10, got {max_structures!r}")
+        rows = rows.sample(max_structures, random_state)
     try:  # bad elements before the long teacher pass
         make_student(student, params).check_elements([Composition(f) for f in rows.formulas])
     except ValueError as exc:
@@ -257,7 +272,8 @@ def pretrain(
         "teacher_mean": torch.as_tensor(mean),
         "teacher_std": torch.as_tensor(std),
         "library": {"paths": [Path(p).name for p in rows.paths], "hash": str(lib["key"]).split("/")[-1],
-                    "size": n, "n_duplicates": rows.n_duplicates, "n_excluded": rows.n_excluded,
+                    "size": n, "max_structures": max_structures, "n_duplicates": rows.n_duplicates,
+                    "n_excluded": rows.n_excluded,
                     "n_unembeddable": int(len(lib["unembeddable"])), "excluded_from": list(exclude_source)},
         "formulas": pack_formulas(lib["formulas"].tolist()),
         "recipe": dataclasses.asdict(recipe_used),

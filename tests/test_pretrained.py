@@ -230,6 +230,10 @@ def test_pretrain_command(tmp_path, library_without_test_fold, cache_dir, capsys
     assert "cli@" in capsys.readouterr().out
     assert not set(leave_out) & ckpt.formulas and ckpt.data["library"]["n_excluded"] >= 2
     assert ckpt.data["epochs"] == 2
+    small = tmp_path / "small.pt"
+    assert main(["pretrain", "--out", str(small), "--library", library_without_test_fold, "--max-structures", "50",
+                 "--student-params", json.dumps(TINY_PARAMS), "--epochs", "1", "--cache-dir", cache_dir, "-q"]) == 0
+    assert load(small).data["library"]["size"] == 50 and len(load(small).formulas) <= 50
     assert ckpt.data["library"]["excluded_from"] == [str(formulas)]
     assert main(["pretrain", "--out", str(tmp_path / "bad.pt"), "--library", library_without_test_fold,
                  "--student", "crabnet", "--exclude-formulas", "no_such_task_anywhere", "-q"]) == 2
