@@ -24,6 +24,15 @@ phase_bench_checkpoint_mp2018_e200() {  # the same, up to 200 epochs (60 still i
   "$MTS" pretrain --out $CKPT/crabnet-chgnet-mp2018-bench-e200.pt --library mp2018_eform_gap.jsonl.gz \
     --exclude-formulas $EVALUATED --epochs 200 --threads 1
 }
+phase_library_size() {  # the benchmark checkpoint on seeded samples of its library, then log_gvrh 5 %
+  for n in 2800 5600 11200; do
+    "$MTS" pretrain --out $CKPT/crabnet-chgnet-mp2018-bench-n$n.pt --library mp2018_eform_gap.jsonl.gz \
+      --exclude-formulas $EVALUATED --max-structures $n --epochs 60 --threads 1 -q
+    "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
+      --teacher chgnet --tasks matbench_log_gvrh --fractions 0.05 --strategies pretrained \
+      --pretrained $CKPT/crabnet-chgnet-mp2018-bench-n$n.pt --out benchmarks/results/pretrained/library_size/n$n
+  done
+}
 phase_bench_checkpoint() {  # leak-safe CrabNet (cpu size) on the default library (all MP structures, ~112k)
   "$MTS" pretrain --out $CKPT/crabnet-chgnet-mp-bench.pt --exclude-formulas $EVALUATED --epochs 60
 }
