@@ -36,6 +36,10 @@ phase_library_size() {  # the benchmark checkpoint on seeded samples of its libr
 phase_bench_checkpoint() {  # leak-safe CrabNet (cpu size) on the default library (all MP structures, ~112k)
   "$MTS" pretrain --out $CKPT/crabnet-chgnet-mp-bench.pt --exclude-formulas $EVALUATED --epochs 60
 }
+phase_ship_mp2018() {  # the first shipped checkpoint: every mp2018 structure, nothing excluded
+  "$MTS" pretrain --out $CKPT/crabnet-chgnet-mp2018.pt --library mp2018_eform_gap.jsonl.gz --epochs ${EPOCHS:-60} --threads 1
+  cp $CKPT/crabnet-chgnet-mp2018.pt matbench_ts/checkpoints/
+}
 phase_ship() {  # the shipped checkpoints: the default library, nothing excluded
   "$MTS" pretrain --out matbench_ts/checkpoints/crabnet-chgnet-mp.pt --epochs 60
   "$MTS" pretrain --out matbench_ts/checkpoints/roost-chgnet-mp.pt --student roost --epochs 60
