@@ -55,7 +55,7 @@ phase_log_gvrh_5() {  # the bar: log_gvrh at 5 %, 5 folds; baseline and ts are i
 }
 phase_finetune_lr() {  # the fine-tuning peak learning rate, chosen on inner validation (20 % of training folds 0-1)
   local name=${NAME:-crabnet-chgnet-mp2018-bench}
-  for lr in 0.006 0.002 0.0006; do
+  for lr in ${LRS:-0.006 0.002 0.0006}; do
     for spec in matbench_log_gvrh:0.05 matbench_dielectric:0.25 matbench_phonons:0.25; do
       "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
         --teacher chgnet --tasks "${spec%%:*}" --fractions "${spec##*:}" --folds 0,1 --inner-validation 0.2 \
