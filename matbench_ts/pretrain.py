@@ -186,7 +186,7 @@ def pretrain(
     exclude_formulas: Iterable[str] = (),
     exclude_source: Sequence[str] = (),
     max_structures: int | None = None,
-    epochs: int = 100,
+    epochs: int = 200,
     recipe: str | dict[str, Any] = "auto",
     learning_rate: float | None = None,
     batch_size: int | None = None,
