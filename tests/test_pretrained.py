@@ -237,3 +237,16 @@ def test_pretrain_command(tmp_path, library_without_test_fold, cache_dir, capsys
     assert ckpt.data["library"]["excluded_from"] == [str(formulas)]
     assert main(["pretrain", "--out", str(tmp_path / "bad.pt"), "--library", library_without_test_fold,
                  "--student", "crabnet", "--exclude-formulas", "no_such_task_anywhere", "-q"]) == 2
+
+
+def test_classifier_from_checkpoint(checkpoint, ci_data):
+    from sklearn.metrics import roc_auc_score
+
+    from matbench_ts import TSClassifier
+
+    labels = ci_data["y"] < np.median(ci_data["y"])
+    clf = TSClassifier(teacher=None, pretrained=checkpoint, recipe="plain", epochs=30, learning_rate=2e-3,
+                       batch_size=64, patience=10, random_state=0, verbose=0).fit(ci_data["X"], labels)
+    assert clf.pretrained_id_ == load(checkpoint).id
+    proba = clf.predict_proba(ci_data["X_test"])[:, 1]
+    assert roc_auc_score(ci_data["y_test"] < np.median(ci_data["y"]), proba) > 0.7
