@@ -240,17 +240,18 @@ def pretrain(
     std = emb[train_idx].std(axis=0)
     std = np.where(std > 1e-8, std, 1.0).astype(np.float32)
     scaled = ((emb - mean) / std).astype(np.float32)
+    settings = _settings(epochs, recipe_used, learning_rate, batch_size, patience, lib["key"], random_state, params)
+    state_path = work / "state.pt"
+    resume = torch.load(state_path, map_location="cpu", weights_only=False) if state_path.exists() else None
+    if resume is not None and resume.get("settings") != settings:
+        raise ValueError(f"{state_path} was written with other settings: delete {work} to start afresh")
+    if resume is not None and resume.get("done") and out.exists() and out.stat().st_mtime >= state_path.stat().st_mtime:
+        return out  # finished and written: the same call again leaves the file (and its hash) as it is
     dev = resolve_device(device)
     with seeded_torch(random_state, dev):
         model = StudentWithProjection(make_student(student, params), emb.shape[1]).to(dev)
         items = model.student.encode([Composition(c) for c in lib["compositions"]])
         all_rows = Rows(items, None, scaled)
-        state_path = work / "state.pt"
-        resume = torch.load(state_path, map_location="cpu", weights_only=False) if state_path.exists() else None
-        if resume is not None and resume.get("settings") != _settings(epochs, recipe_used, learning_rate, batch_size,
-                                                                      patience, lib["key"], random_state, params):
-            raise ValueError(f"{state_path} was written with other settings: delete {work} to start afresh")
-        settings = _settings(epochs, recipe_used, learning_rate, batch_size, patience, lib["key"], random_state, params)
         config = StepConfig("pretrain", epochs, 1.0, 0.0, recipe=recipe_used,
                             learning_rate=float(learning_rate or recipe_used.learning_rate),
                             batch_size=batch_size or recipe_used.batch_size_for(len(train_idx)), patience=patience,

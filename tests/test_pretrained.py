@@ -95,6 +95,9 @@ def test_pretrain_resumes_to_the_same_checkpoint(tmp_path, library_without_test_
     assert a["epochs"] == b["epochs"] == 6
     for key, value in a["student_state"].items():
         torch.testing.assert_close(b["student_state"][key], value)
+    written = (tmp_path / "b.pt").read_bytes()
+    assert pretrain(tmp_path / "b.pt", [library_without_test_fold], epochs=6, cache_dir=cache_dir, **PRETRAIN) == resumed
+    assert (tmp_path / "b.pt").read_bytes() == written  # a finished checkpoint is not rewritten (same id)
     with pytest.raises(ValueError, match="other settings"):
         pretrain(tmp_path / "b.pt", [library_without_test_fold], epochs=7, cache_dir=cache_dir, **PRETRAIN)
 
