@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pre = sub.add_parser("pretrain", help="align a student to a frozen teacher on a structure library and save "
                          "the checkpoint (resumable)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    pre.add_argument("--out", required=True, help="checkpoint file (.pt); the library embeddings and per-epoch training state go to OUT.work/ (what a rerun resumes from; delete it once done)")
+    pre.add_argument("--out", required=True, help="checkpoint file (.pt); the library embeddings and per-epoch "
+                     "training state go to OUT.work/ (what a rerun resumes from; delete it once done)")
     pre.add_argument("--library", type=_list(str), default=list(DEFAULT_LIBRARY),
                      help="structure files (file names are looked up under --data-dir); repeated ids are kept once")
     pre.add_argument("--exclude-formulas", help="leave out these reduced formulas: a text file (one per line) or "
