@@ -32,7 +32,7 @@ from .inputs import parse_structure
 from .pretrained import FORMAT, full_student_params, pack_formulas
 from .recipe import resolve_recipe
 from .students import make_student
-from .teachers import check_teacher_elements, embeddable_mask, frozen_cache_id, make_teacher
+from .teachers import embeddable_mask, frozen_cache_id, make_teacher, unembeddable_element
 from .training import Rows, StepConfig, StudentWithProjection, evaluate, train_step
 
 #: The default library: every Materials Project structure in the offline data, de-duplicated by id.
@@ -135,7 +135,8 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 def embed_library(library: Library, teacher: Any, teacher_id: str, work: Path, cache_dir: str | None,
                   chunk_size: int = 2048, verbose: int = 1) -> dict[str, Any]:
     """Teacher embeddings of the library (parsed and embedded chunk by chunk through the cache),
-    kept in ``work/library.npz`` for the next call; structures the teacher cannot embed are left out."""
+    kept in ``work/library.npz`` for the next call; structures the teacher cannot embed (an element
+    beyond its table, a cell it cannot graph) are left out and listed in ``unembeddable``."""
     key = f"{teacher_id}/{library.content_hash()}"
     saved = work / "library.npz"
     if saved.exists():
@@ -148,8 +149,9 @@ def embed_library(library: Library, teacher: Any, teacher_id: str, work: Path, c
         for start in range(0, len(library.ids), chunk_size):
             rows = range(start, min(start + chunk_size, len(library.ids)))
             structures = [parse_structure(library.structures[i], i) for i in rows]
-            check_teacher_elements(teacher, structures, "library structures")
-            mask = embeddable_mask(teacher, structures)
+            # a library is not the user's rows: structures the teacher cannot take are left out and counted
+            mask = np.array([unembeddable_element(teacher, s) is None for s in structures], dtype=bool)
+            mask[mask] = embeddable_mask(teacher, [s for s, ok in zip(structures, mask) if ok])
             kept = [s for s, ok in zip(structures, mask) if ok]
             unembeddable += [library.ids[i] for i, ok in zip(rows, mask) if not ok]
             if kept:

@@ -253,3 +253,18 @@ def test_classifier_from_checkpoint(checkpoint, ci_data):
     assert clf.pretrained_id_ == load(checkpoint).id
     proba = clf.predict_proba(ci_data["X_test"])[:, 1]
     assert roc_auc_score(ci_data["y_test"] < np.median(ci_data["y"]), proba) > 0.7
+
+
+def test_library_structures_the_teacher_cannot_embed_are_left_out(tmp_path, cache_dir):
+    from pymatgen.core import Lattice, Structure
+
+    df = pd.read_json(CI_SET, lines=True).head(20)[["mp_id", "composition", "structure"]]
+    actinide = Structure(Lattice.cubic(4.0), ["Am", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # beyond CHGNet's Pu
+    isolated = Structure(Lattice.cubic(15.0), ["Na"], [[0, 0, 0]])  # no neighbour within 6 A
+    bad = pd.DataFrame({"mp_id": ["x-1", "x-2"], "composition": ["AmO", "Na"],
+                        "structure": [s.to(fmt="cif") for s in (actinide, isolated)]})
+    path = tmp_path / "library.jsonl.gz"
+    pd.concat([df, bad]).to_json(path, orient="records", lines=True)
+    ckpt = load(pretrain(tmp_path / "lib.pt", [str(path)], epochs=1, cache_dir=cache_dir, **PRETRAIN))
+    assert ckpt.data["library"]["size"] == 20 and ckpt.data["library"]["n_unembeddable"] == 2
+    assert not {"AmO", "Na"} & ckpt.formulas
