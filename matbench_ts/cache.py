@@ -179,16 +179,24 @@ class TeacherCache:
         return teacher
 
 
-def atomic_dump(obj: Any, path: Path) -> None:
-    """``joblib.dump`` to a temporary file of this writer only, then an atomic rename: concurrent
-    writers of one key never share a file, and a reader sees no file or a whole one."""
+def atomic_write(path: Path, write: Callable[[Any], None], mode: int | None = None) -> None:
+    """``write(fh)`` into a temporary file of this writer only, then an atomic rename: concurrent
+    writers of one path never share a file, and a reader sees no file or a whole one. ``mode``
+    sets the permissions (the temporary file is private to its owner)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            joblib.dump(obj, fh)
+            write(fh)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_dump(obj: Any, path: Path) -> None:
+    """``joblib.dump`` through :func:`atomic_write`."""
+    atomic_write(path, lambda fh: joblib.dump(obj, fh))

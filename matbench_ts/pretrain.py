@@ -12,8 +12,6 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -26,7 +24,7 @@ from pymatgen.core import Composition
 from tqdm.auto import tqdm
 
 from .bench.data import find_data_file, read_table, reduced_formula
-from .cache import TeacherCache
+from .cache import TeacherCache, atomic_write
 from .device import resolve_device, seeded_torch
 from .inputs import parse_structure
 from .pretrained import FORMAT, full_student_params, pack_formulas
@@ -119,17 +117,8 @@ def exclusion_formulas(spec: str | None, data_dir: str | None = None) -> tuple[s
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; checkpoints are shared and shipped
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    # readable by all: checkpoints are shared and shipped
+    atomic_write(path, lambda fh: torch.save(obj, fh), mode=0o644)
 
 
 def embed_library(library: Library, teacher: Any, teacher_id: str, work: Path, cache_dir: str | None,
@@ -163,9 +152,7 @@ def embed_library(library: Library, teacher: Any, teacher_id: str, work: Path, c
     out = {"key": np.array(key), "embeddings": np.concatenate(emb).astype(np.float32),
            "compositions": np.array(compositions), "formulas": np.array(formulas),
            "unembeddable": np.array(unembeddable, dtype=str)}
-    work.mkdir(parents=True, exist_ok=True)
-    np.savez(work / "library.tmp.npz", **out)
-    os.replace(work / "library.tmp.npz", saved)
+    atomic_write(saved, lambda fh: np.savez(fh, **out))
     return out
 
 
