@@ -13,7 +13,7 @@ import inspect
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -133,12 +133,19 @@ def load(name_or_path: str | Path | Checkpoint) -> Checkpoint:
     """Read a checkpoint by shipped name or file path (nothing is downloaded)."""
     if isinstance(name_or_path, Checkpoint):
         return name_or_path
-    path = resolve(name_or_path)
+    path = resolve(name_or_path).resolve()
+    stat = path.stat()
+    return _load_file(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _load_file(path: str, mtime_ns: int, size: int) -> Checkpoint:
+    """One read per file version: ``fit`` checks it, builds from it and the harness counts its
+    formulas without reading and hashing the same megabytes again (a rewritten file is read anew)."""
     data = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not a matbench-ts pretrained checkpoint (format {FORMAT})")
-    name = path.name[: -len(SUFFIX)]
-    return Checkpoint(name, str(path), data)
+    return Checkpoint(Path(path).name[: -len(SUFFIX)], path, data)
 
 
 def check_student_matches(checkpoint: Checkpoint, student: str | Student, student_params: dict[str, Any] | None) -> None:
