@@ -42,6 +42,34 @@ phase_proxy_small() {
 phase_roost() {
   bench --tasks matbench_steels,matbench_expt_gap,matbench_phonons --student roost --out $OUT/roost
 }
+phase_min_epochs() {  # crabnet's cycle rule may stop early (phonons fold 2: 100 of 300 epochs): may a step
+  # stop only after half its epochs? Inner validation (20 % of the training fold); the variant runs only
+  # where the default stopped before epoch 150: elsewhere both are the same run, epoch for epoch.
+  local out=$OUT/min_epochs task fold
+  for task_fold in matbench_phonons:2 matbench_jdft2d:0 matbench_jdft2d:1 matbench_jdft2d:2 matbench_jdft2d:3 \
+                   matbench_jdft2d:4 matbench_phonons:0; do
+    task=${task_fold%:*} fold=${task_fold#*:}
+    bench --tasks "$task" --folds "$fold" --inner-validation 0.2 --student crabnet --out $out/default
+    if .venv/bin/python -c "import json, sys; r = json.load(open(sys.argv[1])); sys.exit(r['epochs_run']['step 2'] >= 150)" \
+         $out/default/runs/$task/crabnet__none/baseline/frac1_fold${fold}_seed0.json; then
+      bench --tasks "$task" --folds "$fold" --inner-validation 0.2 --student crabnet \
+        --recipe '{"base": "crabnet", "min_epoch_fraction": 0.5}' --out $out/min_half
+    fi
+  done
+}
+phase_rerun_stopped_early() {  # after min_epoch_fraction 0.5 became crabnet's: rerun the test-fold runs it
+  # changes (those that stopped before epoch 150); the others are the same run. Old runs kept aside.
+  local run
+  for run in $(find $OUT/crabnet/runs -name 'frac1_*.json'); do
+    if .venv/bin/python -c "import json, sys; r = json.load(open(sys.argv[1])); sys.exit(not (r['epochs_run']['step 2'] < 150
+                            and r['recipe'].get('min_epoch_fraction', 0) < 0.5))" "$run"; then
+      mkdir -p "$(dirname "${run/crabnet\/runs/crabnet_stopped_early/runs}")"
+      mv "$run" "${run/crabnet\/runs/crabnet_stopped_early/runs}"
+    fi
+  done
+  phase_official
+  phase_proxy_small
+}
 phase_proxy_head() {
   bench --tasks matbench_log_gvrh,matbench_perovskites --student crabnet --out $OUT/crabnet
 }
@@ -60,7 +88,7 @@ phase_report() {
   .venv/bin/python benchmarks/parity_table.py --out docs/results/parity.md
 }
 
-PHASES=(official size_choice dropout ablation proxy_small roost anchor proxy_head ts_headline report)
+PHASES=(official size_choice dropout ablation proxy_small roost anchor min_epochs rerun_stopped_early proxy_head ts_headline report)
 for phase in "${@:-${PHASES[@]}}"; do
   echo "=== phase $phase ($(date +%H:%M:%S))"
   "phase_$phase" || echo "=== phase $phase FAILED"

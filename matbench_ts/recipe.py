@@ -48,6 +48,11 @@ class Recipe:
     jitter: float = 0.02
     #: None: crabnet's rule from the number of training rows (2**round(log2(n) - 4) in [128, 4096]).
     batch_size: int | None = None
+    #: Without SWA: True stops after ``patience`` epochs without progress; False runs every epoch and
+    #: keeps the best (aviary's ``train_ensemble`` default, ``patience=None``).
+    early_stopping: bool = True
+    #: Neither stopping rule may end a step before this fraction of its epochs has run (0: any time).
+    min_epoch_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         choices = {"loss": ("robust", "l1"), "optimizer": ("lamb", "adamw")}
@@ -60,12 +65,14 @@ class Recipe:
                 raise ValueError(f"recipe {name} must be a finite number > 0, got {value!r}")
         if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"recipe weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not (isinstance(self.min_epoch_fraction, (int, float)) and 0 <= self.min_epoch_fraction <= 1):
+            raise ValueError(f"recipe min_epoch_fraction must be in [0, 1], got {self.min_epoch_fraction!r}")
         if not (np.isfinite(self.jitter) and self.jitter >= 0):
             raise ValueError(f"recipe jitter must be >= 0, got {self.jitter!r}")
         for name, low in (("cycle_epochs", 0), ("patience_cycles", 1)):
             if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < low:
                 raise ValueError(f"recipe {name} must be an integer >= {low}, got {getattr(self, name)!r}")
-        for name in ("swa", "dropout_until_swa", "swa_every_batch", "cumulative_patience"):
+        for name in ("swa", "dropout_until_swa", "swa_every_batch", "cumulative_patience", "early_stopping"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"recipe {name} must be True or False, got {getattr(self, name)!r}")
         if self.swa and not self.cycle_epochs:
@@ -82,9 +89,11 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "crabnet": Recipe(),
-    # aviary's Roost example: AdamW 3e-4, weight decay 1e-6, robust loss, batch 128, best epoch on validation
+    # aviary's Roost example: AdamW 3e-4, weight decay 1e-6, robust loss, batch 128, every epoch run and
+    # the best on validation kept (train_ensemble's patience=None: with ~2 batches an epoch on small
+    # tasks, a 30-epoch patience stopped Roost before it learned; docs/results/parity.md)
     "roost": Recipe(optimizer="adamw", learning_rate=3e-4, weight_decay=1e-6, cycle_epochs=0, swa=False,
-                    jitter=0.0, batch_size=128),
+                    jitter=0.0, batch_size=128, early_stopping=False),
     # this package's first recipe
     "plain": Recipe(loss="l1", optimizer="adamw", learning_rate=5e-4, cycle_epochs=0, swa=False, jitter=0.0,
                     batch_size=128),

@@ -245,7 +245,8 @@ def train_step(
     With the recipe's SWA (crabnet's), snapshots at the minima of the cyclic learning rate within
     1 % of the best score are averaged, ``patience_cycles`` cycles that add none stop the step,
     and the average is the result. Without it, the best epoch is kept and ``patience`` epochs
-    without progress stop the step. A non-finite training loss raises ``FloatingPointError``.
+    without progress stop the step (unless the recipe has no early stopping). Neither rule stops
+    before the recipe's ``min_epoch_fraction`` of the epochs. A non-finite training loss raises ``FloatingPointError``.
 
     ``checkpoint``, when given, receives after each epoch everything the step needs to go on
     (weights, optimiser, schedule, random streams, early-stopping state; ``"done"`` once it has
@@ -305,6 +306,7 @@ def train_step(
         model.train(not recipe.dropout_until_swa)  # evaluate() left it in eval mode
         return bool(optimizer.minimum_found)
 
+    may_stop_after = int(np.ceil(recipe.min_epoch_fraction * config.epochs))  # epochs
     bar = tqdm(range(first_epoch, config.epochs), desc=config.name, disable=config.verbose < 1, leave=False,
                initial=first_epoch, total=config.epochs)
     for epoch in bar:
@@ -348,13 +350,13 @@ def train_step(
                 averaged += found
                 # crabnet counts cycles without a new minimum over the whole run; else they must follow each other
                 dry_cycles = dry_cycles + 1 if not found else (dry_cycles if recipe.cumulative_patience else 0)
-                if dry_cycles >= recipe.patience_cycles:
+                if dry_cycles >= recipe.patience_cycles and epoch + 1 >= may_stop_after:
                     break
         elif score < best - 1e-6 or best_state is None:
             best, best_state, since_best = score, copy.deepcopy(model.state_dict()), 0
         else:
             since_best += 1
-            if since_best >= config.patience:
+            if recipe.early_stopping and since_best >= config.patience and epoch + 1 >= may_stop_after:
                 break
         save(epoch + 1, done=False)
     if recipe.swa and averaged:
