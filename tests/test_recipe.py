@@ -184,3 +184,38 @@ def test_swa_checks_every_batch_and_counts_dry_cycles_as_asked(ci_data, monkeypa
         script = iter([False, True, False, True, False, True, False, True])  # never 2 dry cycles in a row
         model = fit({"cycle_epochs": 1, "patience_cycles": 2, "cumulative_patience": cumulative}, 8)
         assert len(model.history_) == expected_epochs
+
+
+def test_stopping_rules_respect_early_stopping_and_min_epoch_fraction(ci_data, monkeypatch):
+    """A validation score that never improves: patience stops the step unless the recipe turns early
+    stopping off (Roost's) or a minimum share of the epochs must run first; the same for the cycle rule."""
+    from matbench_ts import training
+    from matbench_ts._crabnet import SWA
+
+    original = training.evaluate
+    worsening = iter(range(1, 10_000))
+
+    def never_improving(*args, **kwargs):
+        losses = original(*args, **kwargs)
+        losses.target_sum = float(next(worsening)) * max(losses.target_rows, 1)
+        return losses
+
+    monkeypatch.setattr(training, "evaluate", never_improving)
+    epochs_run = lambda recipe: len(TSRegressor(  # noqa: E731
+        teacher=None, student_params=TINY_CRABNET, recipe=recipe, epochs=8, patience=2, batch_size=120,
+        random_state=0, verbose=0).fit(ci_data["X"], ci_data["y"]).history_)
+    assert epochs_run({"base": "plain"}) == 3  # the first epoch is the best; 2 more without progress
+    assert epochs_run({"base": "plain", "min_epoch_fraction": 0.5}) == 4
+    assert epochs_run({"base": "roost"}) == 8 and not RECIPES["roost"].early_stopping
+
+    monkeypatch.setattr(SWA, "update_swa", lambda self, mae: setattr(self, "minimum_found", False))
+    cycles = {"base": "crabnet", "cycle_epochs": 1, "patience_cycles": 2}
+    assert epochs_run(cycles) == 2
+    assert epochs_run({**cycles, "min_epoch_fraction": 0.75}) == 6
+
+
+@pytest.mark.parametrize("field, value", [("min_epoch_fraction", 1.5), ("min_epoch_fraction", -0.1),
+                                          ("early_stopping", "no")])
+def test_bad_stopping_fields_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        resolve_recipe({"base": "crabnet", field: value}, "crabnet")
