@@ -32,6 +32,7 @@ import numpy as np
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
+from ..cache import atomic_write
 from ..pretrained import load as load_checkpoint
 from .data import (
     DATA_ENV,
@@ -340,28 +341,19 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-
-
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, then ``os.replace`` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    with open(tmp, "w") as fh:
-        json.dump(_jsonable(data), fh, indent=1)
+    """JSON through :func:`matbench_ts.cache.atomic_write`, synced to disk before the rename."""
+    def write(fh: Any) -> None:
+        fh.write(json.dumps(_jsonable(data), indent=1).encode())
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+
+    atomic_write(path, write, mode=0o644)
 
 
 def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez_compressed`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    os.replace(tmp, path)
+    """``np.savez_compressed`` through :func:`matbench_ts.cache.atomic_write`."""
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), mode=0o644)
 
 
 #: Config fields that override the profile's presets.
