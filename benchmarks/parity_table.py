@@ -104,6 +104,32 @@ def inner_section(directory: Path, label: str) -> str:
     return markdown_table(frame) if len(frame) else "(not run yet)"
 
 
+def run_records(directory: Path) -> pd.DataFrame:
+    """Finished runs under ``directory``: task, fold, MAE and the epochs step 2 ran."""
+    rows = []
+    for path in sorted(directory.glob("runs/**/*.json")):
+        r = json.loads(path.read_text())
+        if r.get("status") == "done":
+            rows.append({"task": r["task"], "fold": r["fold"], "mae": r["mae"],
+                         "epochs": r["epochs_run"].get("step 2")})
+    return pd.DataFrame(rows)
+
+
+def variants_section(variants: dict[str, Path]) -> str:
+    """Per (task, fold), each variant's MAE and the epochs it ran (one run directory each)."""
+    table = None
+    for name, directory in variants.items():
+        runs = run_records(directory)
+        if not len(runs):
+            continue
+        runs[name] = [f"{m:.4g} ({e} ep.)" for m, e in zip(runs.mae, runs.epochs)]
+        runs = runs[["task", "fold", name]]
+        table = runs if table is None else table.merge(runs, on=["task", "fold"], how="outer")
+    if table is None:
+        return "(not run yet)"
+    return markdown_table(table.sort_values(["task", "fold"]).fillna(""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("MATBENCH_TS_DATA", "../shared/data"))
@@ -127,6 +153,24 @@ def main() -> None:
         inner_section(PARITY / "size_choice", "sizes"),
         "## Recipe ablation (matbench_expt_gap, CPU size, 20 % of each training fold held out)",
         inner_section(PARITY / "ablation", "recipe"),
+        "## Stopping rules (inner validation: 20 % of each training fold held out)",
+        "crabnet's rule stops after 3 cycles of the learning-rate schedule without a new SWA minimum; "
+        "`min_epoch_fraction` 0.5 lets no rule stop before half the epochs, 1.0 runs every epoch (SWA "
+        "over the whole run). A variant that would not change a run (the default ran past its minimum) "
+        "is not rerun: the two are the same run, epoch for epoch.",
+        variants_section({"crabnet (default)": PARITY / "min_epochs" / "default",
+                          "min_epoch_fraction 0.5": PARITY / "min_epochs" / "min_half",
+                          "min_epoch_fraction 1.0": PARITY / "min_epochs" / "all_epochs",
+                          "crabnet (default), ablation runs": PARITY / "ablation" / "crabnet",
+                          "crabnet (default), size-choice runs": PARITY / "size_choice" / "published_up_to_1000"}),
+        "Roost on steels: patience 30 epochs (at ~2 optimiser steps an epoch) against 300 "
+        "(every epoch; the best on validation kept, as aviary's `train_ensemble` with `patience=None`):",
+        variants_section({"patience 30": PARITY / "roost_patience" / "patience30",
+                          "patience 300": PARITY / "roost_patience" / "patience300"}),
+        "## Roost test folds before and after the stopping fix",
+        "`roost_early_stopping`: the recipe with 30 epochs of patience; `roost`: every epoch, best kept.",
+        variants_section({"patience 30 epochs": PARITY / "roost_early_stopping",
+                          "every epoch (recipe now)": PARITY / "roost"}),
         "## Calibration of `predict(X, return_std=True)` (test folds)",
         (markdown_table(calib_table) if len(calib_table) else "(no runs yet)"),
     ])
