@@ -243,10 +243,10 @@ def train_step(
     The monitored validation score is the MAE (log-loss for classification) when ``beta > 0``,
     else ``L_emb``.
     With the recipe's SWA (crabnet's), snapshots at the minima of the cyclic learning rate within
-    1 % of the best score are averaged, ``patience_cycles`` cycles that add none stop the step,
-    and the average is the result. Without it, the best epoch is kept and ``patience`` epochs
-    without progress stop the step (unless the recipe has no early stopping). Neither rule stops
-    before the recipe's ``min_epoch_fraction`` of the epochs. A non-finite training loss raises ``FloatingPointError``.
+    1 % of the best score are averaged and the average is the result; without it, the best epoch is
+    kept. With the recipe's ``early_stopping``, ``patience_cycles`` cycles that add no snapshot (SWA)
+    or ``patience`` epochs without progress stop the step, but not before the recipe's
+    ``min_epoch_fraction`` of the epochs. A non-finite training loss raises ``FloatingPointError``.
 
     ``checkpoint``, when given, receives after each epoch everything the step needs to go on
     (weights, optimiser, schedule, random streams, early-stopping state; ``"done"`` once it has
@@ -350,7 +350,7 @@ def train_step(
                 averaged += found
                 # crabnet counts cycles without a new minimum over the whole run; else they must follow each other
                 dry_cycles = dry_cycles + 1 if not found else (dry_cycles if recipe.cumulative_patience else 0)
-                if dry_cycles >= recipe.patience_cycles and epoch + 1 >= may_stop_after:
+                if recipe.early_stopping and dry_cycles >= recipe.patience_cycles and epoch + 1 >= may_stop_after:
                     break
         elif score < best - 1e-6 or best_state is None:
             best, best_state, since_best = score, copy.deepcopy(model.state_dict()), 0

@@ -182,7 +182,8 @@ def test_swa_checks_every_batch_and_counts_dry_cycles_as_asked(ci_data, monkeypa
     for cumulative, expected_epochs in ((False, 8), (True, 3)):
         calls.clear()
         script = iter([False, True, False, True, False, True, False, True])  # never 2 dry cycles in a row
-        model = fit({"cycle_epochs": 1, "patience_cycles": 2, "cumulative_patience": cumulative}, 8)
+        model = fit({"cycle_epochs": 1, "patience_cycles": 2, "cumulative_patience": cumulative,
+                     "early_stopping": True}, 8)
         assert len(model.history_) == expected_epochs
 
 
@@ -210,8 +211,9 @@ def test_stopping_rules_respect_early_stopping_and_min_epoch_fraction(ci_data, m
 
     monkeypatch.setattr(SWA, "update_swa", lambda self, mae: setattr(self, "minimum_found", False))
     cycles = {"base": "crabnet", "cycle_epochs": 1, "patience_cycles": 2}
-    assert epochs_run(cycles) == 2
-    assert epochs_run({**cycles, "min_epoch_fraction": 0.75}) == 6
+    assert epochs_run(cycles) == 8 and not RECIPES["crabnet"].early_stopping  # crabnet's runs every epoch
+    assert epochs_run({**cycles, "early_stopping": True}) == 2
+    assert epochs_run({**cycles, "early_stopping": True, "min_epoch_fraction": 0.75}) == 6
 
 
 @pytest.mark.parametrize("field, value", [("min_epoch_fraction", 1.5), ("min_epoch_fraction", -0.1),
