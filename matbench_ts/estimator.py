@@ -100,8 +100,9 @@ class TeacherStudentEstimator(BaseEstimator):
         Share of the training rows held out for early stopping and weight averaging (and of
         ``pretrain_structures`` in step 1).
     patience : int
-        Without weight averaging: epochs without validation improvement before a step stops;
-        the best epoch is kept.
+        For a recipe without weight averaging and with ``early_stopping`` (``"plain"``): epochs
+        without validation improvement before a step stops; the best epoch is kept. The published
+        recipes (``"crabnet"``, ``"roost"``) run every epoch.
     cache_dir : str, optional
         Where teacher embeddings and fitted teachers are cached
         (default ``$MATBENCH_TS_CACHE`` or ``~/.cache/matbench_ts``).
