@@ -72,6 +72,14 @@ phase_same_size_baseline() {  # the plain student at the checkpoint's (cpu) size
   "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --student crabnet --tasks matbench_log_gvrh \
     --fractions 0.05 --strategies baseline --student-params "$CPU_CRABNET" --out benchmarks/results/pretrained/baseline_cpu_size
 }
+phase_every_epoch() {  # the 200-epoch leak-safe runs again after CrabNet's recipe began running every epoch
+  local name=${NAME:-crabnet-chgnet-mp2018-bench-e200} out=benchmarks/results/pretrained/every_epoch
+  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
+    --teacher chgnet --tasks matbench_log_gvrh --fractions 0.05 --strategies pretrained,pretrained-ts \
+    --pretrained $CKPT/$name.pt --out $out/$name
+  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --student crabnet --tasks matbench_log_gvrh \
+    --fractions 0.05 --strategies baseline --student-params "$CPU_CRABNET" --out $out/baseline_cpu_size
+}
 phase_report() {
   local name=${NAME:-crabnet-chgnet-mp2018-bench}
   "$MTS" report benchmarks/results/ts_recipe benchmarks/results/pretrained/$name \
