@@ -3,12 +3,8 @@
 # and finished runs are skipped. Usage: bash benchmarks/evidence.sh PHASE... (default: all, in order)
 # Needs the offline data: MATBENCH_TS_DATA (default ../shared/data).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export MATBENCH_TS_DATA=${MATBENCH_TS_DATA:-$(realpath ../shared/data)}
-export MATMINER_DATA=${MATMINER_DATA:-$MATBENCH_TS_DATA/matminer} OMP_WAIT_POLICY=PASSIVE
-MP2018=$MATBENCH_TS_DATA/mp2018/mp2018_eform_gap.jsonl.gz
+source "$(dirname "$0")/env.sh"
 OUT=benchmarks/results/evidence
-MTS=${MTS:-.venv/bin/matbench-ts}
 # One configuration for every task: the cpu profile as it was for these runs (CrabNet d_model 128 N 2,
 # Roost 32x2, the earlier 'plain' recipe: AdamW, L1, 150 epochs, step 1 50 epochs, early stopping on a
 # 10% validation split, alpha auto); each run directory's config.json records it. The cpu profile now

@@ -4,13 +4,9 @@
 # Every phase is resumable (finished runs are skipped). Usage: bash benchmarks/parity.sh PHASE...
 # Needs the offline data: MATBENCH_TS_DATA (default ../shared/data).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export MATBENCH_TS_DATA=${MATBENCH_TS_DATA:-$(realpath ../shared/data)}
-export MATMINER_DATA=${MATMINER_DATA:-$MATBENCH_TS_DATA/matminer} OMP_WAIT_POLICY=PASSIVE
+source "$(dirname "$0")/env.sh"
 OUT=benchmarks/results/parity
-MTS=${MTS:-.venv/bin/matbench-ts}
 JOBS=${JOBS:-1}
-CPU_CRABNET='{"d_model": 128, "N": 2, "heads": 4, "out_hidden": [256, 128, 64], "dim_feedforward": 256}'
 # The cpu profile: each student's published recipe (recipe auto), 300 epochs; the published student
 # sizes up to 1,000 training rows, the CPU sizes above (CrabNet d_model 128, N 2).
 bench() { "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --strategies baseline "$@"; }
@@ -42,34 +38,6 @@ phase_proxy_small() {
 phase_roost() {
   bench --tasks matbench_steels,matbench_expt_gap,matbench_phonons --student roost --out $OUT/roost
 }
-phase_min_epochs() {  # crabnet's cycle rule may stop early (phonons fold 2: 100 of 300 epochs): may a step
-  # stop only after half its epochs? Inner validation (20 % of the training fold); the variant runs only
-  # where the default stopped before epoch 150: elsewhere both are the same run, epoch for epoch.
-  local out=$OUT/min_epochs task fold
-  for task_fold in matbench_phonons:2 matbench_jdft2d:0 matbench_jdft2d:1 matbench_jdft2d:2 matbench_jdft2d:3 \
-                   matbench_jdft2d:4 matbench_phonons:0; do
-    task=${task_fold%:*} fold=${task_fold#*:}
-    bench --tasks "$task" --folds "$fold" --inner-validation 0.2 --student crabnet --out $out/default
-    if .venv/bin/python -c "import json, sys; r = json.load(open(sys.argv[1])); sys.exit(r['epochs_run']['step 2'] >= 150)" \
-         $out/default/runs/$task/crabnet__none/baseline/frac1_fold${fold}_seed0.json; then
-      bench --tasks "$task" --folds "$fold" --inner-validation 0.2 --student crabnet \
-        --recipe '{"base": "crabnet", "min_epoch_fraction": 0.5}' --out $out/min_half
-    fi
-  done
-}
-phase_rerun_stopped_early() {  # after min_epoch_fraction 0.5 became crabnet's: rerun the test-fold runs it
-  # changes (those that stopped before epoch 150); the others are the same run. Old runs kept aside.
-  local run
-  for run in $(find $OUT/crabnet/runs -name 'frac1_*.json'); do
-    if .venv/bin/python -c "import json, sys; r = json.load(open(sys.argv[1])); sys.exit(not (r['epochs_run']['step 2'] < 150
-                            and r['recipe'].get('min_epoch_fraction', 0) < 0.5))" "$run"; then
-      mkdir -p "$(dirname "${run/crabnet\/runs/crabnet_stopped_early/runs}")"
-      mv "$run" "${run/crabnet\/runs/crabnet_stopped_early/runs}"
-    fi
-  done
-  phase_official
-  phase_proxy_small
-}
 phase_proxy_head() {
   bench --tasks matbench_log_gvrh,matbench_perovskites --student crabnet --out $OUT/crabnet
 }
@@ -77,6 +45,7 @@ phase_anchor() {  # the crabnet package's own fit on the same official folds
   .venv/bin/python benchmarks/crabnet_anchor.py --tasks matbench_steels --size published --out $OUT/crabnet_anchor
   .venv/bin/python benchmarks/crabnet_anchor.py --tasks matbench_expt_gap --size cpu --out $OUT/crabnet_anchor
 }
+# The stopping-rule study and the reruns it caused: benchmarks/stopping.sh
 phase_ts_headline() {  # item 5: the T-S headline again on the published recipe (CHGNet teacher)
   local mp2018=$MATBENCH_TS_DATA/mp2018/mp2018_eform_gap.jsonl.gz
   ts() { "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$mp2018" --student crabnet \
@@ -88,7 +57,7 @@ phase_report() {
   .venv/bin/python benchmarks/parity_table.py --out docs/results/parity.md
 }
 
-PHASES=(official size_choice dropout ablation proxy_small roost anchor min_epochs rerun_stopped_early proxy_head ts_headline report)
+PHASES=(official size_choice dropout ablation proxy_small roost anchor proxy_head ts_headline report)
 for phase in "${@:-${PHASES[@]}}"; do
   echo "=== phase $phase ($(date +%H:%M:%S))"
   "phase_$phase" || echo "=== phase $phase FAILED"

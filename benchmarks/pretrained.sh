@@ -3,17 +3,12 @@
 # Every phase is resumable (pretraining keeps OUT.work/, the harness skips finished runs).
 # Usage: bash benchmarks/pretrained.sh PHASE...   Needs the offline data: MATBENCH_TS_DATA (default ../shared/data).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export MATBENCH_TS_DATA=${MATBENCH_TS_DATA:-$(realpath ../shared/data)}
-export MATMINER_DATA=${MATMINER_DATA:-$MATBENCH_TS_DATA/matminer} OMP_WAIT_POLICY=PASSIVE
-MTS=${MTS:-.venv/bin/matbench-ts}
+source "$(dirname "$0")/env.sh"
 JOBS=${JOBS:-1}
 # Benchmark checkpoints are not shipped (nor committed): they live here, outside the repository.
 CKPT=${CKPT:-../checkpoints}
 # Every task the evidence evaluates: a leak-safe checkpoint leaves out all their reduced formulas (all folds).
 EVALUATED=matbench_steels,matbench_expt_gap,matbench_glass,matbench_jdft2d,matbench_phonons,matbench_dielectric,matbench_log_gvrh,matbench_perovskites
-MP2018=$MATBENCH_TS_DATA/mp2018/mp2018_eform_gap.jsonl.gz
-CPU_CRABNET='{"d_model": 128, "N": 2, "heads": 4, "out_hidden": [256, 128, 64], "dim_feedforward": 256}'
 
 
 phase_bench_checkpoint_mp2018() {  # leak-safe CrabNet (cpu size) on the mp2018 structures
