@@ -4,11 +4,8 @@
 # on inner validation; then the parity test-fold runs that the adopted rule changes, run again.
 # Resumable (finished runs are skipped). Usage: bash benchmarks/stopping.sh PHASE...
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export MATBENCH_TS_DATA=${MATBENCH_TS_DATA:-$(realpath ../shared/data)}
-export MATMINER_DATA=${MATMINER_DATA:-$MATBENCH_TS_DATA/matminer} OMP_WAIT_POLICY=PASSIVE
+source "$(dirname "$0")/env.sh"
 OUT=benchmarks/results/parity
-MTS=${MTS:-.venv/bin/matbench-ts}
 bench() { "$MTS" bench --profile cpu --n-jobs 1 --threads 1 -q --strategies baseline --student crabnet "$@"; }
 # The rule as it was (crabnet's fit) and the variants, written out: the default recipe now runs every epoch.
 CRABNET_STOP='{"base": "crabnet", "early_stopping": true}'
@@ -36,7 +33,7 @@ phase_rerun() {  # parity test-fold runs that stopped before their last epoch, w
       if .venv/bin/python -c "import json, sys; r = json.load(open(sys.argv[1]))
 sys.exit(not (r['epochs_run']['step 2'] < 300 and r['recipe'].get('early_stopping', True)))" "$run"; then
         mkdir -p "$(dirname "${run/crabnet\/runs/crabnet_stopped_early/runs}")"
-        mv "$run" "${run/crabnet\/runs/crabnet_stopped_early/runs}"
+        mv "$run" "${run%.json}.npz" "$(dirname "${run/crabnet\/runs/crabnet_stopped_early/runs}")/"  # + predictions
       fi
     done
     bench --tasks "$task" --out $OUT/crabnet
