@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--student-params", type=_json_dict, help="JSON student sizes (default: the cpu profile's)")
     pre.add_argument("--teacher", default="chgnet", help="a frozen teacher")
     pre.add_argument("--teacher-params", type=_json_dict, help="JSON teacher parameters")
-    pre.add_argument("--epochs", type=int, default=200, help="maximum epochs (the recipe may stop earlier)")
+    pre.add_argument("--epochs", type=int, default=200, help="maximum epochs (a recipe with early_stopping may stop earlier)")
     pre.add_argument("--recipe", type=_recipe, default="auto", help="as for bench")
     pre.add_argument("--learning-rate", type=float)
     pre.add_argument("--batch-size", type=int)
