@@ -6,3 +6,18 @@ MTS=${MTS:-.venv/bin/matbench-ts}
 MP2018=$MATBENCH_TS_DATA/mp2018/mp2018_eform_gap.jsonl.gz
 # The cpu profile's CrabNet size, written out for runs that name it
 CPU_CRABNET='{"d_model": 128, "N": 2, "heads": 4, "out_hidden": [256, 128, 64], "dim_feedforward": 256}'
+# Move aside (with their predictions) the runs under RUNS_DIR that a rule ended before their last epoch,
+# so that a rerun into the same --out trains them with the recipe now: set_aside_stopped_early RUNS_DIR ASIDE_DIR
+set_aside_stopped_early() {
+  local run aside
+  for run in $(find "$1" -name '*.json'); do
+    if .venv/bin/python -c "import json, sys; r = json.load(open(sys.argv[1]))
+budget = {'step 1': r['params'].get('epochs_step1'), 'step 2': r['params']['epochs']}
+short = any(n is not None and budget.get(step) and n < budget[step] for step, n in r['epochs_run'].items())
+sys.exit(not (short and r['recipe'].get('early_stopping', True)))" "$run"; then
+      aside=$2/${run#"$1"/}
+      mkdir -p "$(dirname "$aside")"
+      mv "$run" "${run%.json}.npz" "$(dirname "$aside")/"
+    fi
+  done
+}

@@ -65,13 +65,12 @@ def anchor_cell(ours: pd.DataFrame, anchor: pd.DataFrame) -> str:
 
 
 def parity_section(board: dict, anchor: pd.DataFrame) -> str:
-    runs = load_results([d for d in (PARITY / "crabnet", PARITY / "roost") if d.exists()])
+    runs = pd.concat([run_records(d) for d in (PARITY / "crabnet", PARITY / "roost") if d.exists()])
     ours = fold_table(runs)
     earlier_runs = load_results(EARLIER)
     earlier_runs = earlier_runs[(earlier_runs.strategy == "baseline") & (earlier_runs.fraction == 1.0)]
     earlier = fold_table(earlier_runs)
-    current = pd.concat([run_records(d).assign(student=d.name) for d in (PARITY / "crabnet", PARITY / "roost")
-                         if d.exists()]).groupby(["student", "task"]).current.sum()
+    current = runs.groupby(["student", "task"]).current.sum()
     lines = []
     for row in ours.itertuples():
         ref = board.get(row.task, {}).get("CrabNet")
@@ -108,7 +107,8 @@ def inner_section(directory: Path, label: str) -> str:
 
 
 def run_records(directory: Path) -> pd.DataFrame:
-    """Finished runs under ``directory``: task, fold, MAE and the epochs step 2 ran."""
+    """Finished runs under ``directory``: student, task, fold, MAE, fit time, the epochs step 2 ran
+    and whether the run is the one the recipe now gives."""
     rows = []
     for path in sorted(directory.glob("runs/**/*.json")):
         r = json.loads(path.read_text())
@@ -116,8 +116,8 @@ def run_records(directory: Path) -> pd.DataFrame:
             epochs = r["epochs_run"].get("step 2")
             # a run that ran every epoch is the same under both stopping rules
             current = not r["recipe"].get("early_stopping", True) or epochs >= r["params"]["epochs"]
-            rows.append({"task": r["task"], "fold": r["fold"], "mae": r["mae"], "epochs": epochs,
-                         "current": current})
+            rows.append({"student": r["student"], "task": r["task"], "fold": r["fold"], "mae": r["mae"],
+                         "fit_time_s": r["fit_time_s"], "epochs": epochs, "current": current})
     return pd.DataFrame(rows)
 
 
