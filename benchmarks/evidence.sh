@@ -8,7 +8,7 @@ OUT=benchmarks/results/evidence
 # One configuration for every task: the cpu profile as it was for these runs (CrabNet d_model 128 N 2,
 # Roost 32x2, the earlier 'plain' recipe: AdamW, L1, 150 epochs, step 1 50 epochs, early stopping on a
 # 10% validation split, alpha auto); each run directory's config.json records it. The cpu profile now
-# trains with the published recipes: its reruns go to new directories (benchmarks/parity.sh ts_headline).
+# trains with the published recipes: its reruns go to new directories (benchmarks/ts_headline.sh).
 cpu_bench() { "$MTS" bench --profile cpu --n-jobs 2 --threads 1 -q "$@"; }
 bench() { cpu_bench --structure-library "$MP2018" --out "$OUT" "$@"; }
 SMALL=matbench_dielectric,matbench_phonons,matbench_jdft2d
