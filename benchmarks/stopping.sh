@@ -27,17 +27,8 @@ phase_inner() {  # 20 % of each training fold held out; a variant is skipped whe
   bench --tasks matbench_steels --folds 0 $inner --recipe "$ALL" --out $OUT/min_epochs/all_epochs  # default: size_choice
 }
 phase_rerun() {  # parity test-fold runs that stopped before their last epoch, with the recipe now (old runs kept aside)
-  local task run aside
   for task in ${TASKS:-matbench_phonons matbench_jdft2d matbench_expt_gap matbench_steels}; do
-    for run in $(find $OUT/crabnet/runs/$task -name 'frac1_*.json'); do
-      # the test of parity_table.run_records: stopped before its last epoch by a rule that stops early
-      if .venv/bin/python -c "import json, sys; r = json.load(open(sys.argv[1]))
-sys.exit(not (r['epochs_run']['step 2'] < r['params']['epochs'] and r['recipe'].get('early_stopping', True)))" "$run"; then
-        aside=$(dirname "${run/crabnet\/runs/crabnet_stopped_early/runs}")
-        mkdir -p "$aside"
-        mv "$run" "${run%.json}.npz" "$aside/"  # with its predictions
-      fi
-    done
+    set_aside_stopped_early $OUT/crabnet/runs/$task $OUT/crabnet_stopped_early/runs/$task
     bench --tasks "$task" --out $OUT/crabnet
   done
 }
