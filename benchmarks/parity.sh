@@ -46,18 +46,12 @@ phase_anchor() {  # the crabnet package's own fit on the same official folds
   .venv/bin/python benchmarks/crabnet_anchor.py --tasks matbench_expt_gap --size cpu --out $OUT/crabnet_anchor
 }
 # The stopping-rule study and the reruns it caused: benchmarks/stopping.sh
-phase_ts_headline() {  # item 5: the T-S headline again on the published recipe (CHGNet teacher)
-  local mp2018=$MATBENCH_TS_DATA/mp2018/mp2018_eform_gap.jsonl.gz
-  ts() { "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$mp2018" --student crabnet \
-           --teacher chgnet --out benchmarks/results/ts_recipe "$@"; }
-  ts --tasks matbench_log_gvrh,matbench_perovskites --fractions 0.05,1 --strategies baseline,ts
-  ts --tasks matbench_jdft2d,matbench_phonons,matbench_dielectric --fractions 1 --strategies baseline,ts
-}
+# The T-S headline on this recipe (issue #14 item 5): benchmarks/ts_headline.sh
 phase_report() {
   .venv/bin/python benchmarks/parity_table.py --out docs/results/parity.md
 }
 
-PHASES=(official size_choice dropout ablation proxy_small roost anchor proxy_head ts_headline report)
+PHASES=(official size_choice dropout ablation proxy_small roost anchor proxy_head report)
 for phase in "${@:-${PHASES[@]}}"; do
   echo "=== phase $phase ($(date +%H:%M:%S))"
   "phase_$phase" || echo "=== phase $phase FAILED"
