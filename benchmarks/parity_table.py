@@ -65,7 +65,9 @@ def anchor_cell(ours: pd.DataFrame, anchor: pd.DataFrame) -> str:
 
 
 def parity_section(board: dict, anchor: pd.DataFrame) -> str:
-    runs = pd.concat([run_records(d) for d in (PARITY / "crabnet", PARITY / "roost") if d.exists()])
+    runs = pd.concat([run_records(d) for d in (PARITY / "crabnet", PARITY / "roost") if d.exists()] or [pd.DataFrame()])
+    if not len(runs):
+        return "(no parity runs yet)"
     ours = fold_table(runs)
     earlier_runs = load_results(EARLIER)
     earlier_runs = earlier_runs[(earlier_runs.strategy == "baseline") & (earlier_runs.fraction == 1.0)]

@@ -27,6 +27,7 @@ phase_inner() {  # 20 % of each training fold held out; a variant is skipped whe
   bench --tasks matbench_steels --folds 0 $inner --recipe "$ALL" --out $OUT/min_epochs/all_epochs  # default: size_choice
 }
 phase_rerun() {  # parity test-fold runs that stopped before their last epoch, with the recipe now (old runs kept aside)
+  local task
   for task in ${TASKS:-matbench_phonons matbench_jdft2d matbench_expt_gap matbench_steels}; do
     set_aside_stopped_early $OUT/crabnet/runs/$task $OUT/crabnet_stopped_early/runs/$task
     bench --tasks "$task" --out $OUT/crabnet
