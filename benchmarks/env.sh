@@ -9,21 +9,11 @@ CPU_CRABNET='{"d_model": 128, "N": 2, "heads": 4, "out_hidden": [256, 128, 64], 
 # Move aside (with their predictions) the runs under RUNS_DIR that a rule ended before their last epoch,
 # so that a rerun into the same --out trains them with the recipe now: set_aside_stopped_early RUNS_DIR ASIDE_DIR
 set_aside_stopped_early() {
-  local run aside rc
-  for run in $(find "$1" -name '*.json'); do
-    rc=0  # 10: stopped early, 11: ran its epochs; anything else (a broken file) ends the script
-    .venv/bin/python -c "import json, sys; r = json.load(open(sys.argv[1]))
-budget = {'step 1': r['params'].get('epochs_step1'), 'step 2': r['params']['epochs']}
-short = any(n is not None and budget.get(step) and n < budget[step] for step, n in r['epochs_run'].items())
-sys.exit(10 if short and r['recipe'].get('early_stopping', True) else 11)" "$run" || rc=$?
-    if [ $rc -eq 10 ]; then
-      aside=$2/${run#"$1"/}
-      mkdir -p "$(dirname "$aside")"
-      mv "$run" "$(dirname "$aside")/"
-      if [ -e "${run%.json}.npz" ]; then mv "${run%.json}.npz" "$(dirname "$aside")/"; fi  # its predictions
-    elif [ $rc -ne 11 ]; then
-      echo "set_aside_stopped_early: cannot read $run" >&2
-      return 1
-    fi
+  local run runs
+  runs=$(.venv/bin/python benchmarks/stopped_early.py "$1")  # a run file it cannot read ends the script
+  for run in $runs; do
+    mkdir -p "$(dirname "$2/$run")"
+    mv "$1/$run" "$(dirname "$2/$run")/"
+    if [ -e "$1/${run%.json}.npz" ]; then mv "$1/${run%.json}.npz" "$(dirname "$2/$run")/"; fi  # its predictions
   done
 }

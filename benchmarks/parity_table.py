@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from matbench_ts.bench.report import load_results, markdown_table
+from stopped_early import stopped_early
 
 PARITY = Path("benchmarks/results/parity")
 #: The earlier recipe's all-data baselines (cpu profile, AdamW + L1 + early stopping).
@@ -115,11 +116,10 @@ def run_records(directory: Path) -> pd.DataFrame:
     for path in sorted(directory.glob("runs/**/*.json")):
         r = json.loads(path.read_text())
         if r.get("status") == "done":
-            epochs = r["epochs_run"].get("step 2")
             # a run that ran every epoch is the same under both stopping rules
-            current = not r["recipe"].get("early_stopping", True) or epochs >= r["params"]["epochs"]
             rows.append({"student": r["student"], "task": r["task"], "fold": r["fold"], "mae": r["mae"],
-                         "fit_time_s": r["fit_time_s"], "epochs": epochs, "current": current})
+                         "fit_time_s": r["fit_time_s"], "epochs": r["epochs_run"].get("step 2"),
+                         "current": not stopped_early(r)})
     return pd.DataFrame(rows)
 
 
