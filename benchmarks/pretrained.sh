@@ -43,14 +43,12 @@ phase_ship() {  # the shipped checkpoints: the default library, nothing excluded
   "$MTS" pretrain --out matbench_ts/checkpoints/crabnet-chgnet-mp.pt --epochs 60
   "$MTS" pretrain --out matbench_ts/checkpoints/roost-chgnet-mp.pt --student roost --epochs 60
 }
-phase_log_gvrh_5() {  # the bar: log_gvrh at 5 %, 5 folds; baseline and ts are in benchmarks/results/ts_recipe
+phase_log_gvrh_5() {  # the bar: log_gvrh at 5 %, 5 folds; baseline and ts: benchmarks/ts_headline.sh (ts_recipe/)
   local name=${NAME:-crabnet-chgnet-mp2018-bench}
   "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
     --teacher chgnet --tasks matbench_log_gvrh --fractions 0.05 --strategies pretrained,pretrained-ts \
     --pretrained $CKPT/$name.pt --out benchmarks/results/pretrained/$name
-  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
-    --teacher chgnet --out benchmarks/results/ts_recipe --tasks matbench_log_gvrh --fractions 0.05 \
-    --strategies baseline,ts
+  bash benchmarks/ts_headline.sh log_gvrh_5
 }
 phase_finetune_lr() {  # the fine-tuning peak learning rate, chosen on inner validation (20 % of training folds 0-1)
   local name=${NAME:-crabnet-chgnet-mp2018-bench}
