@@ -156,6 +156,15 @@ class TeacherCache:
                     found[key] = row
         return np.stack([found[k] for k in keys])
 
+    def add(self, keys: Sequence[str], rows: np.ndarray) -> None:
+        """Store embeddings computed elsewhere (``keys`` as ``f"{teacher_id}/{structure_key(s)}"``)."""
+        rows = np.asarray(rows, dtype=np.float32)
+        if len(keys) != len(rows):
+            raise ValueError(f"{len(keys)} keys for {len(rows)} embeddings")
+        with self._store.transact():
+            for key, row in zip(keys, rows):
+                self._store.set(key, (row, _checksum(row)))
+
     def close(self) -> None:
         self._store.close()
 

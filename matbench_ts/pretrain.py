@@ -49,6 +49,8 @@ class Library:
     structures: list[Any]  # CIF strings or Structures
     n_duplicates: int
     n_excluded: int
+    #: the content hash of the rows as read from the files, kept when their structures are parsed
+    hash: str | None = None
 
     def sample(self, n: int, seed: int) -> Library:
         """At most ``n`` rows, drawn with ``seed`` (file order kept)."""
@@ -57,9 +59,31 @@ class Library:
         keep = np.sort(np.random.default_rng([seed, 104729]).choice(len(self.ids), size=n, replace=False))
         pick = lambda values: [values[i] for i in keep]  # noqa: E731
         return dataclasses.replace(self, ids=pick(self.ids), formulas=pick(self.formulas),
-                                   structures=pick(self.structures))
+                                   structures=pick(self.structures), hash=None)
+
+    def without(self, formulas: Iterable[str]) -> Library:
+        """The rows whose reduced formula is not in ``formulas``: the same rows, hash and counts as
+        :func:`read_library` with those formulas excluded, without reading the files again."""
+        if self.hash is not None:
+            raise ValueError("exclude formulas before replacing the structures (the hash is of the file rows)")
+        excluded = set(formulas)
+        keep = [i for i, f in enumerate(self.formulas) if f not in excluded]
+        pick = lambda values: [values[i] for i in keep]  # noqa: E731
+        return dataclasses.replace(self, ids=pick(self.ids), formulas=pick(self.formulas),
+                                   structures=pick(self.structures),
+                                   n_excluded=self.n_excluded + len(self.ids) - len(keep))
+
+    def with_structures(self, structures: Sequence[Any]) -> Library:
+        """The same rows with ``structures`` (e.g. parsed elsewhere, in parallel) in place of the
+        file's; the content hash stays that of the rows as read, so a checkpoint records the same
+        library whichever way its structures were parsed."""
+        if len(structures) != len(self.ids):
+            raise ValueError(f"{len(structures)} structures for a library of {len(self.ids)} rows")
+        return dataclasses.replace(self, structures=list(structures), hash=self.content_hash())
 
     def content_hash(self) -> str:
+        if self.hash is not None:
+            return self.hash
         digest = hashlib.sha256()
         for row_id, structure in zip(self.ids, self.structures):
             digest.update(f"{row_id}\0{structure}\0".encode())
@@ -157,7 +181,9 @@ def embed_library(library: Library, teacher: Any, teacher_id: str, work: Path, c
 
 
 def _versions() -> dict[str, str]:
-    versions = {}
+    from . import __version__
+
+    versions = {"matbench-ts": __version__}  # also when run from a source tree that is not installed
     for name in VERSIONED:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
@@ -166,7 +192,7 @@ def _versions() -> dict[str, str]:
 
 def pretrain(
     out: str | Path,
-    library: Sequence[str | Path] = DEFAULT_LIBRARY,
+    library: Sequence[str | Path] | Library = DEFAULT_LIBRARY,
     *,
     student: str = "crabnet",
     student_params: dict[str, Any] | None = None,
@@ -189,8 +215,9 @@ def pretrain(
 ) -> Path:
     """Pretrain ``student`` on the teacher's embeddings of ``library`` and write the checkpoint ``out``.
 
-    Returns the checkpoint's path. ``exclude_formulas`` are reduced formulas left out of the
-    library (a benchmark's tasks: a leak-safe checkpoint); ``max_structures`` keeps a seeded
+    Returns the checkpoint's path. ``library`` is a list of structure files, or a
+    :class:`Library` already read (:func:`read_library`). ``exclude_formulas`` are reduced
+    formulas left out of the files (a benchmark's tasks: a leak-safe checkpoint); ``max_structures`` keeps a seeded
     sample of the rest (``random_state``). Calling again with the same arguments
     resumes from ``<out>.work/``; a finished checkpoint is not trained again.
     """
@@ -208,7 +235,12 @@ def pretrain(
     if teacher_id is None:
         raise ValueError(f"teacher {teacher!r} learns from its fit data; pretraining needs a frozen teacher")
     model_teacher.fit([], None)
-    rows = read_library(library, exclude_formulas, data_dir)
+    if isinstance(library, Library):
+        if exclude_formulas:
+            raise ValueError("exclude_formulas applies when the files are read: pass them to read_library")
+        rows = library
+    else:
+        rows = read_library(library, exclude_formulas, data_dir)
     if max_structures is not None:
         if not isinstance(max_structures, int) or max_structures < 10:
             raise ValueError(f"max_structures must be an integer >= 10, got {max_structures!r}")

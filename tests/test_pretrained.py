@@ -71,6 +71,28 @@ def test_library_drops_repeated_ids_and_excluded_formulas(library_without_test_f
     assert not some & set(rest.formulas) and rest.n_excluded == sum(f in some for f in full.formulas)
 
 
+def test_a_library_read_once_gives_the_same_checkpoint(tmp_path, library_without_test_fold, cache_dir, ci_data):
+    """Leaving formulas out of a library already read, and parsing its structures elsewhere, records the
+    same library as reading the files with those formulas excluded (benchmarks/pretrain_gpu.py relies on it)."""
+    from matbench_ts.inputs import parse_structure
+
+    some = set(read_library([library_without_test_fold]).formulas[:10])
+    from_files = read_library([library_without_test_fold], exclude_formulas=some)
+    derived = read_library([library_without_test_fold]).without(some)
+    assert derived.ids == from_files.ids and derived.n_excluded == from_files.n_excluded
+    assert derived.content_hash() == from_files.content_hash()
+    parsed = derived.with_structures([parse_structure(s, i) for i, s in enumerate(derived.structures)])
+    assert parsed.content_hash() == from_files.content_hash()
+    with pytest.raises(ValueError, match="before replacing"):
+        parsed.without(some)
+    a = load(pretrain(tmp_path / "a.pt", [library_without_test_fold], exclude_formulas=some, epochs=2,
+                      cache_dir=cache_dir, **PRETRAIN)).data
+    b = load(pretrain(tmp_path / "b.pt", parsed, epochs=2, cache_dir=cache_dir, **PRETRAIN)).data
+    assert a["library"] == b["library"] and a["val_loss"] == b["val_loss"]
+    with pytest.raises(ValueError, match="exclude_formulas"):
+        pretrain(tmp_path / "c.pt", parsed, exclude_formulas=some, epochs=2, cache_dir=cache_dir, **PRETRAIN)
+
+
 def test_pretrain_resumes_to_the_same_checkpoint(tmp_path, library_without_test_fold, cache_dir, monkeypatch):
     """An interrupted pretraining goes on from its last epoch and ends where an uninterrupted one does."""
     import matbench_ts.pretrain as module

@@ -321,3 +321,30 @@ def test_demo_prints_its_table_and_nothing_else(tmp_path, cache_dir):
     assert result.stderr == ""
     assert "initialized" not in result.stdout and "Warning" not in result.stdout
     assert "mean MAE over folds:" in result.stdout and (tmp_path / "demo_parity.png").exists()
+
+
+def test_embeddings_computed_elsewhere_are_served_from_the_cache(ci_data, tmp_path):
+    """``TeacherCache.add`` stores rows under their structure keys: a later call computes nothing."""
+    from matbench_ts.cache import TeacherCache, structure_key
+
+    structures = ci_data["structures"][:5]
+    rows = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
+    with TeacherCache(tmp_path) as cache:
+        cache.add([f"t/{structure_key(s)}" for s in structures], rows)
+        got = cache.embeddings("t", structures, lambda todo: pytest.fail(f"computed {len(todo)} structures"))
+    np.testing.assert_array_equal(got, rows)
+    with TeacherCache(tmp_path) as cache, pytest.raises(ValueError, match="2 keys for 5"):
+        cache.add(["a", "b"], rows)
+
+
+def test_chgnet_neighbour_check_in_workers_matches_one_process(ci_data):
+    from pymatgen.core import Lattice, Structure
+
+    from matbench_ts.teachers.chgnet import CHGNetTeacher
+
+    isolated = Structure(Lattice.cubic(15.0), ["Na"], [[0, 0, 0]])  # no neighbour within 6 A
+    structures = list(ci_data["structures"][:7]) + [isolated]
+    one = CHGNetTeacher(batch_size=1).embeddable(structures)
+    workers = CHGNetTeacher(batch_size=1, n_jobs=2).embeddable(structures)
+    np.testing.assert_array_equal(one, workers)
+    assert one.tolist() == [True] * 7 + [False]

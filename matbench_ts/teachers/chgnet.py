@@ -100,8 +100,17 @@ class CHGNetTeacher(TransformerMixin, BaseEstimator):
 
     def embeddable(self, structures: Sequence[Structure], cutoff: float = 6.0) -> np.ndarray:
         """Mask of the structures CHGNet can graph: every atom has a neighbour within its 6 A
-        atom-graph cutoff (a few Materials Project cells have isolated atoms, which it refuses)."""
-        return np.array([len(np.unique(s.get_neighbor_list(cutoff)[0])) == len(s) for s in structures], dtype=bool)
+        atom-graph cutoff (a few Materials Project cells have isolated atoms, which it refuses).
+        With ``n_jobs > 1`` the neighbour lists are found in that many worker processes."""
+        structures = list(structures)
+        if self.n_jobs is None or self.n_jobs == 1 or len(structures) <= 4 * self.batch_size:
+            return _has_neighbours(structures, cutoff)
+        from joblib import Parallel, delayed
+
+        step = -(-len(structures) // (4 * abs(self.n_jobs)))
+        parts = Parallel(n_jobs=self.n_jobs)(delayed(_has_neighbours)(structures[s : s + step], cutoff)
+                                             for s in range(0, len(structures), step))
+        return np.concatenate(parts)
 
     def transform(self, structures: Sequence[Structure]) -> np.ndarray:
         if self.layer not in ("readout", "atom"):
@@ -126,6 +135,10 @@ class CHGNetTeacher(TransformerMixin, BaseEstimator):
         finally:
             hook.remove()
         return np.stack(rows).astype(np.float32)
+
+
+def _has_neighbours(structures: Sequence[Structure], cutoff: float) -> np.ndarray:
+    return np.array([len(np.unique(s.get_neighbor_list(cutoff)[0])) == len(s) for s in structures], dtype=bool)
 
 
 def _build_graphs(converter, chunk: Sequence[Structure], first_row: int) -> list:
