@@ -9,12 +9,14 @@ checkpoints record the same library (file names, content hash, size) as ``matben
 
     python benchmarks/pretrain_gpu.py exclusions --out FILE     # where the task data is: the formulas to leave out
     python benchmarks/pretrain_gpu.py build --out DIR --exclusions FILE [--jobs N] [--deadline S]
+    python benchmarks/pretrain_gpu.py build --out DIR --exclusions FILE --part K/N   # embeddings of one slice only
     python benchmarks/pretrain_gpu.py import-cache FILE...       # the exported embeddings into the local cache
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -32,7 +34,7 @@ EVALUATED = ("matbench_steels,matbench_expt_gap,matbench_glass,matbench_jdft2d,m
 CHECKPOINTS = {"crabnet-chgnet-mp": ("crabnet", False), "crabnet-chgnet-mp-bench": ("crabnet", True),
                "roost-chgnet-mp": ("roost", False)}
 EPOCHS = 60
-EXPORT_PARTS = 3  # embedding files returned (each under the device tool's 16 MiB)
+EXPORT_ROWS = 40_000  # embeddings per exported file (about 12 MB: the device tool returns files up to 16 MiB)
 
 
 def log(message: str) -> None:
@@ -74,6 +76,13 @@ def cmd_build(args: argparse.Namespace) -> None:
     full = read_library(args.library, (), args.data_dir)
     timings["read_library_s"] = time.time() - t0
     log(f"read {len(full.ids)} rows")
+    if args.part:  # embeddings only, of one slice of the library: a command's time limit holds a part
+        k, n = map(int, args.part.split("/"))
+        rows = np.array_split(np.arange(len(full.ids)), n)[k - 1]
+        pick = lambda values: [values[i] for i in rows]  # noqa: E731
+        full = dataclasses.replace(full, ids=pick(full.ids), formulas=pick(full.formulas),
+                                   structures=pick(full.structures))
+        log(f"part {k} of {n}: rows {rows[0]}-{rows[-1]}")
 
     t0 = time.time()
     step = 2048
@@ -89,8 +98,9 @@ def cmd_build(args: argparse.Namespace) -> None:
     teacher_id = frozen_cache_id(teacher)  # the cache id does not depend on n_jobs or batch_size
     t0 = time.time()
     libraries = {False: full.with_structures(parsed)}
-    bench = full.without(excluded)
-    libraries[True] = bench.with_structures([by_id[i] for i in bench.ids])
+    if not args.part:
+        bench = full.without(excluded)
+        libraries[True] = bench.with_structures([by_id[i] for i in bench.ids])
     embedded = {}
     for leave_out, library in libraries.items():
         work = work_root / f"embed-{int(leave_out)}"
@@ -102,9 +112,12 @@ def cmd_build(args: argparse.Namespace) -> None:
     lib = embedded[False]  # exported for the local cache: keys of the embeddable rows, in library order
     left_out = set(lib["unembeddable"].tolist())
     keys = np.array([f"{teacher_id}/{structure_key(s)}" for i, s in zip(full.ids, parsed) if i not in left_out])
-    for part, rows in enumerate(np.array_split(np.arange(len(keys)), EXPORT_PARTS)):
-        np.savez_compressed(out / f"embeddings-{part}.npz", keys=keys[rows], embeddings=lib["embeddings"][rows])
+    prefix = f"embeddings-{args.part.replace('/', 'of')}" if args.part else "embeddings"
+    for j, rows in enumerate(np.array_split(np.arange(len(keys)), -(-len(keys) // EXPORT_ROWS))):
+        np.savez_compressed(out / f"{prefix}-{j}.npz", keys=keys[rows], embeddings=lib["embeddings"][rows])
     log("embeddings exported")
+    if args.part:
+        return
 
     procs = {}
     for name, (student, leave_out) in CHECKPOINTS.items():
@@ -182,6 +195,7 @@ def main() -> None:
     p.add_argument("--teacher-batch", type=int, default=64)
     p.add_argument("--deadline", type=float, default=3600, help="seconds from the start; unfinished students stop")
     p.add_argument("--only", help="comma list of checkpoint names")
+    p.add_argument("--part", help="K/N: only embed (and export) the K-th of N slices of the library; no training")
     p.add_argument("--library", type=lambda s: s.split(","), default=list(DEFAULT_LIBRARY),
                    help="comma list of structure files (default: matbench-ts pretrain's)")
     p.add_argument("--epochs", type=int, default=EPOCHS)
