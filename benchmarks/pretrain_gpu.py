@@ -16,7 +16,6 @@ checkpoints record the same library (file names, content hash, size) as ``matben
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -42,9 +41,12 @@ def log(message: str) -> None:
 
 
 def read_exclusions(path: str) -> tuple[set[str], list[str]]:
-    lines = Path(path).read_text().splitlines()
-    tasks = lines[0].removeprefix("# tasks: ").split(",")
-    return {line.strip() for line in lines[1:] if line.strip()}, tasks
+    """The formulas of an ``exclusions`` file and the tasks they came from (its first line)."""
+    from matbench_ts.pretrain import exclusion_formulas
+
+    formulas, _ = exclusion_formulas(path)
+    with open(path) as fh:
+        return formulas, fh.readline().removeprefix("# tasks: ").strip().split(",")
 
 
 def cmd_exclusions(args: argparse.Namespace) -> None:
@@ -72,16 +74,14 @@ def cmd_build(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.time()
-    excluded, tasks = read_exclusions(args.exclusions)
+    excluded, _ = read_exclusions(args.exclusions)
     full = read_library(args.library, (), args.data_dir)
     timings["read_library_s"] = time.time() - t0
     log(f"read {len(full.ids)} rows")
     if args.part:  # embeddings only, of one slice of the library: a command's time limit holds a part
         k, n = map(int, args.part.split("/"))
         rows = np.array_split(np.arange(len(full.ids)), n)[k - 1]
-        pick = lambda values: [values[i] for i in rows]  # noqa: E731
-        full = dataclasses.replace(full, ids=pick(full.ids), formulas=pick(full.formulas),
-                                   structures=pick(full.structures))
+        full = full.take(rows)
         log(f"part {k} of {n}: rows {rows[0]}-{rows[-1]}")
 
     t0 = time.time()

@@ -57,7 +57,11 @@ class Library:
         if len(self.ids) <= n:
             return self
         keep = np.sort(np.random.default_rng([seed, 104729]).choice(len(self.ids), size=n, replace=False))
-        pick = lambda values: [values[i] for i in keep]  # noqa: E731
+        return self.take(keep)
+
+    def take(self, rows: Sequence[int]) -> Library:
+        """The rows at these positions, in the order given (the hash is then that of the rows taken)."""
+        pick = lambda values: [values[i] for i in rows]  # noqa: E731
         return dataclasses.replace(self, ids=pick(self.ids), formulas=pick(self.formulas),
                                    structures=pick(self.structures), hash=None)
 
@@ -68,10 +72,7 @@ class Library:
             raise ValueError("exclude formulas before replacing the structures (the hash is of the file rows)")
         excluded = set(formulas)
         keep = [i for i, f in enumerate(self.formulas) if f not in excluded]
-        pick = lambda values: [values[i] for i in keep]  # noqa: E731
-        return dataclasses.replace(self, ids=pick(self.ids), formulas=pick(self.formulas),
-                                   structures=pick(self.structures),
-                                   n_excluded=self.n_excluded + len(self.ids) - len(keep))
+        return dataclasses.replace(self.take(keep), n_excluded=self.n_excluded + len(self.ids) - len(keep))
 
     def with_structures(self, structures: Sequence[Any]) -> Library:
         """The same rows with ``structures`` (e.g. parsed elsewhere, in parallel) in place of the

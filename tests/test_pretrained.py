@@ -71,7 +71,7 @@ def test_library_drops_repeated_ids_and_excluded_formulas(library_without_test_f
     assert not some & set(rest.formulas) and rest.n_excluded == sum(f in some for f in full.formulas)
 
 
-def test_a_library_read_once_gives_the_same_checkpoint(tmp_path, library_without_test_fold, cache_dir, ci_data):
+def test_a_library_read_once_gives_the_same_checkpoint(tmp_path, library_without_test_fold, cache_dir):
     """Leaving formulas out of a library already read, and parsing its structures elsewhere, records the
     same library as reading the files with those formulas excluded (benchmarks/pretrain_gpu.py relies on it)."""
     from matbench_ts.inputs import parse_structure
