@@ -4,13 +4,16 @@ Step 1 (knowledge transfer) minimises ``L_emb = MSE(projection(student_emb), tea
 Step 2 (knowledge guidance) minimises ``(alpha * L_emb + beta * L_target) / (alpha + beta)``,
 with ``L_target`` the recipe's loss on standardised targets (crabnet's RobustL1, or L1); how the
 optimiser, schedule and weight averaging run is the :class:`~matbench_ts.recipe.Recipe`.
-Rows without a teacher embedding (NaN rows) are masked out of ``L_emb``.
+Rows without a teacher embedding (NaN rows) are masked out of ``L_emb``; in step 2 each row with one
+weighs like a row of ``L_target`` (a batch's ``L_emb`` is scaled by its share of such rows), so a
+few structures among many targets guide a little instead of outweighing them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +31,10 @@ from .students.base import Student
 
 #: Lowest log standard deviation the robust loss sees (standardised targets: std >= 0.1 % of theirs).
 MIN_LOG_STD = -7.0
+# The measured alpha's ceiling: a step 1 that fits its few training rows exactly makes L_emb nearly 0 and
+# the balancing alpha unbounded (19,000 on matbench_glass at 5 %, one row with a structure); every alpha
+# measured on the evidence tasks was below 45.
+MAX_ALPHA = 100.0
 
 
 class StudentWithProjection(nn.Module):
@@ -318,8 +325,10 @@ def train_step(
         for start in range(0, len(train), config.batch_size):
             idx = order[start : start + config.batch_size]
             with mixed_precision(device, config.amp):
-                emb, _, target, _, _ = batch_losses(model, train, idx, device, objective=config.objective,
-                                                    jitter=recipe.jitter, pos_weight=config.pos_weight)
+                emb, n_emb, target, _, n_target = batch_losses(model, train, idx, device, objective=config.objective,
+                                                               jitter=recipe.jitter, pos_weight=config.pos_weight)
+            if n_target and n_emb < n_target:  # a row with a structure weighs like a row of the target loss
+                emb = emb * (n_emb / n_target)
             loss = (config.alpha * emb + config.beta * target) / total
             if not loss.requires_grad:  # a batch with nothing to learn from
                 continue
@@ -375,4 +384,11 @@ def balancing_alpha(
     losses = evaluate(model, rows, batch_size, device, objective=objective)
     if not losses.emb_rows or not np.isfinite(losses.emb) or losses.emb <= 0:
         return 0.0
-    return float(beta * losses.target / losses.emb)
+    alpha = float(beta * losses.target / losses.emb)
+    if alpha > MAX_ALPHA:
+        rows_text = "the training row" if losses.emb_rows == 1 else f"the {losses.emb_rows} training rows"
+        warnings.warn(f"the embedding loss of {rows_text} with a structure is nearly zero "
+                      f"({losses.emb:.2g}: step 1 fitted them almost exactly), so the balancing alpha would be "
+                      f"{alpha:.3g}; it is capped at {MAX_ALPHA:g}", UserWarning, stacklevel=2)
+        alpha = MAX_ALPHA
+    return alpha

@@ -10,6 +10,7 @@ from pymatgen.core import Composition
 
 from matbench_ts import TSRegressor
 from matbench_ts.estimator import AUTO_ALPHA_RULE
+from matbench_ts.training import MAX_ALPHA
 from matbench_ts.teachers.alignn import ALIGNNTeacher
 
 
@@ -89,6 +90,25 @@ def test_rows_without_structure_are_masked(ci_data, tiny):
     model = TSRegressor(teacher="chgnet", **tiny).fit(ci_data["X"], ci_data["y"], structures=structures)
     assert model.alpha_ > 0
     assert mae(model.predict(ci_data["X_test"]), ci_data["y_test"]) < mae(np.mean(ci_data["y"]), ci_data["y_test"])
+
+
+def test_one_structure_among_many_rows_guides_a_little(ci_data, tiny):
+    """Step 1 fits a lone structure exactly; neither its measured alpha nor its batch may swamp the targets."""
+    structures = [s if i == 0 else None for i, s in enumerate(ci_data["structures"])]
+    ts = TSRegressor(teacher="chgnet", **tiny).fit(ci_data["X"], ci_data["y"], structures=structures)
+    base = TSRegressor(teacher=None, **tiny).fit(ci_data["X"], ci_data["y"])
+    assert 0 < ts.alpha_ <= MAX_ALPHA
+    ts_mae, base_mae = mae(ts.predict(ci_data["X_test"]), ci_data["y_test"]), mae(base.predict(ci_data["X_test"]), ci_data["y_test"])
+    assert ts_mae < 1.15 * base_mae, (ts_mae, base_mae)
+
+
+def test_measured_alpha_is_capped_when_step1_fits_exactly(monkeypatch):
+    from matbench_ts import training
+
+    monkeypatch.setattr(training, "evaluate", lambda *a, **k: training.Losses(emb_sum=1e-9, emb_rows=1, target_sum=0.7,
+                                                                               target_rows=1))
+    with pytest.warns(UserWarning, match="capped"):
+        assert training.balancing_alpha(None, None, 1.0, 8, torch.device("cpu")) == MAX_ALPHA
 
 
 def test_masked_embedding_loss_ignores_rows_without_teacher():
