@@ -77,6 +77,9 @@ class TeacherStudentEstimator(BaseEstimator):
         near 1); ``"auto-step2"`` after step 1 (L_emb is then already small, so alpha comes
         out large, 5-30, and step 2 leans on the embedding). ``"auto"`` is the rule chosen on
         validation splits inside training folds (``AUTO_ALPHA_RULE``, see docs/results.md).
+        A measured alpha is capped at ``training.MAX_ALPHA`` (100): with a few structures,
+        step 1 fits them exactly and the balance would be unbounded. In step 2 each row with a
+        structure weighs like a row of the target loss, so sparse structures guide little.
         After ``fit``, ``alpha_`` holds the value used and ``alpha_rule_`` the rule or number.
     beta : float
         Weight of the target loss in step 2 (the recipe's loss for regression, the binary
