@@ -316,13 +316,17 @@ class TeacherStudentEstimator(BaseEstimator):
                                           stratify=labels)
         except ValueError:  # a class too rare to put on both sides
             train, val = train_test_split(idx, test_size=self.validation_fraction, random_state=self.random_state)
-        if has_structure is not None and has_structure[train].any() and not has_structure[val].any():
-            # step 1 early-stops on the validation rows' embedding loss: they need rows with a structure
+        if has_structure is not None and has_structure[train].any() != has_structure[val].any():
+            # step 1 early-stops on the validation rows' embedding loss, and learns from the training rows':
+            # both sides need rows with a structure
             try:
                 train, val = train_test_split(idx, test_size=self.validation_fraction,
                                               random_state=self.random_state, stratify=has_structure)
             except ValueError:  # too few rows with a structure to put some on each side
                 pass
+        if has_structure is not None and has_structure[val].any() and not has_structure[train].any():
+            # the teacher guides through training rows only: a lone structure that drew validation trains
+            train, val = np.sort(np.concatenate([train, val[has_structure[val]]])), val[~has_structure[val]]
         return train, val
 
     def _teacher_embeddings(self, teacher, structs, y, pretrain, train_idx, scaling=None):
@@ -363,7 +367,8 @@ class TeacherStudentEstimator(BaseEstimator):
         if scaling is not None:
             self.teacher_mean_, self.teacher_std_ = scaling
         else:
-            reference = teacher_emb[np.intersect1d(rows, train_idx)] if np.isin(rows, train_idx).any() else pre_emb
+            in_train = np.intersect1d(rows, train_idx)
+            reference = teacher_emb[in_train] if len(in_train) else pre_emb if pre_emb is not None else teacher_emb[rows]
             self.teacher_mean_ = reference.mean(axis=0)
             std = reference.std(axis=0)
             self.teacher_std_ = np.where(std > 1e-8, std, 1.0).astype(np.float32)

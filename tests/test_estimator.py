@@ -102,6 +102,18 @@ def test_one_structure_among_many_rows_guides_a_little(ci_data, tiny):
     assert ts_mae < 1.15 * base_mae, (ts_mae, base_mae)
 
 
+def test_a_lone_structure_drawn_for_validation_is_trained_on(ci_data, tiny):
+    from sklearn.model_selection import train_test_split
+
+    n = len(ci_data["X"])
+    lone = train_test_split(np.arange(n), test_size=0.1, random_state=tiny["random_state"])[1][0]
+    structures = [s if i == lone else None for i, s in enumerate(ci_data["structures"])]
+    model = TSRegressor(teacher="chgnet", validation_fraction=0.1, **{**tiny, "epochs": 3, "epochs_step1": 2})
+    model.fit(ci_data["X"], ci_data["y"], structures=structures)  # its scaling crashed with no training row
+    assert model.alpha_ > 0  # the teacher guided step 2 through that row
+    assert any(h["step"] == "step 1" for h in model.history_)
+
+
 def test_measured_alpha_is_capped_when_step1_fits_exactly(monkeypatch):
     from matbench_ts import training
 
