@@ -109,10 +109,16 @@ phase_classification() {  # issue #13: glass (teacher structures by formula look
   # student (no glass formula in its library). mp2018_is_metal is left out: its rows are that library.
   cpu_bench --structure-library "$MP2018" --out ${out}_pretrained --tasks matbench_glass --fractions 0.05,0.25,1 \
     --strategies pretrained --student crabnet --teacher chgnet --pretrained crabnet-chgnet-mp2018-leaksafe
+  # the plain student at the checkpoint's (cpu) size: the pretraining effect apart from the size
+  cpu_bench --out ${out}_cpu_size --tasks matbench_glass --fractions 0.05,0.25,1 --strategies baseline \
+    --student crabnet --student-params "$CPU_CRABNET"
 }
-phase_classification_report() {
+phase_classification_report() {  # the report's pages and plots, and the table of docs/results.md
   "$MTS" report benchmarks/results/classification benchmarks/results/classification_pretrained \
     --out benchmarks/results/classification/report --no-tsne
+  .venv/bin/python benchmarks/classification_table.py benchmarks/results/classification \
+    benchmarks/results/classification_pretrained "cpu size=benchmarks/results/classification_cpu_size" \
+    > benchmarks/results/classification/table.md
 }
 phase_report() {
   local runs=(benchmarks/results/ts_5pct_chgnet "$OUT" benchmarks/results/alpha_sweep/* benchmarks/results/transfer_size/*)
