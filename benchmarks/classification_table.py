@@ -43,7 +43,7 @@ def table(runs: dict[tuple[str, float, str], dict[int, dict]]) -> str:
         if name != "baseline" and common:
             a = np.array([by_fold[f]["roc_auc"] for f in common])
             b = np.array([base[f]["roc_auc"] for f in common])
-            p = f", p = {ttest_rel(a, b).pvalue:.2g}" if len(common) >= 3 else ""
+            p = f", p = {ttest_rel(a, b).pvalue:.2g}" if len(common) >= 3 and not np.allclose(a, b) else ""
             change = f"{np.mean(a - b):+.3f} ({int((a > b).sum())}/{len(common)}{p})"
         bacc = np.mean([r["balanced_accuracy"] for r in by_fold.values()])
         fit = np.mean([r["fit_time_s"] for r in by_fold.values()])
