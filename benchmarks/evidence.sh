@@ -105,6 +105,8 @@ phase_classification() {  # issue #13: glass (teacher structures by formula look
     cpu_bench --structure-library "$MP2018" --out $out --tasks matbench_glass,mp2018_is_metal --fractions $fraction \
       --strategies baseline,ts --student crabnet --teacher chgnet
   done
+  cpu_bench --structure-library "$MP2018" --out $out --tasks matbench_glass --fractions 0.25 --strategies ts-no-step1 \
+    --student crabnet --teacher chgnet
   # glass has a teacher structure for 0.8 % of its rows: the formulas-only route is the leak-safe pretrained
   # student (no glass formula in its library). mp2018_is_metal is left out: its rows are that library.
   cpu_bench --structure-library "$MP2018" --out ${out}_pretrained --tasks matbench_glass --fractions 0.05,0.25,1 \
@@ -113,6 +115,13 @@ phase_classification() {  # issue #13: glass (teacher structures by formula look
   # training rows the cpu profile's baseline already has that size)
   cpu_bench --out ${out}_cpu_size --tasks matbench_glass --fractions 0.05 --strategies baseline \
     --student crabnet --student-params "$CPU_CRABNET"
+}
+phase_classification_checks() {  # glass at 25 %: is the teacher's embedding term what moves ROC-AUC, or noise?
+  local out=benchmarks/results/classification_checks
+  cpu_bench --structure-library "$MP2018" --out $out/glass_alpha0 --tasks matbench_glass --fractions 0.25 \
+    --folds 0,2 --strategies ts-no-step1 --alpha 0 --student crabnet --teacher chgnet  # the teacher's path, no guidance
+  cpu_bench --out $out/glass_seed1 --tasks matbench_glass --fractions 0.25 --folds 0,2 --seeds 1 \
+    --strategies baseline --student crabnet  # the plain student with another seed
 }
 phase_classification_report() {  # the report's pages and plots, and the table of docs/results.md
   "$MTS" report benchmarks/results/classification benchmarks/results/classification_pretrained \
@@ -132,7 +141,7 @@ phase_report() {
 }
 
 PHASES=(embed alpha alpha_rule small transfer full_gvrh quarter small_full alignn mp2018 expt_gap steels full_perov roost roost_full roost_head roost_more mp2018_full transfer_d1
-        classification classification_report report)
+        classification classification_checks classification_report report)
 for phase in "${@:-${PHASES[@]}}"; do
   echo "=== phase $phase ($(date +%H:%M:%S))"
   "phase_$phase" || echo "=== phase $phase FAILED"
