@@ -367,8 +367,7 @@ class TeacherStudentEstimator(BaseEstimator):
         if scaling is not None:
             self.teacher_mean_, self.teacher_std_ = scaling
         else:
-            in_train = np.intersect1d(rows, train_idx)
-            reference = teacher_emb[in_train] if len(in_train) else pre_emb if pre_emb is not None else teacher_emb[rows]
+            reference = teacher_emb[np.intersect1d(rows, train_idx)] if np.isin(rows, train_idx).any() else pre_emb
             self.teacher_mean_ = reference.mean(axis=0)
             std = reference.std(axis=0)
             self.teacher_std_ = np.where(std > 1e-8, std, 1.0).astype(np.float32)
