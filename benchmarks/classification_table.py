@@ -3,52 +3,45 @@
 Usage: python benchmarks/classification_table.py RUN_DIR [[LABEL=]RUN_DIR ...]
 The first RUN_DIR holds the reference `baseline` runs; a strategy from a later directory given as LABEL=RUN_DIR is
 shown as ``strategy (LABEL)`` (e.g. a baseline at another size: ``"cpu size=benchmarks/results/classification_cpu_size"``).
-Changes are paired over the folds both ran (t-test p over folds).
+Changes are paired over the folds both ran (t-test p over folds), by the report's own summary.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
-from scipy.stats import ttest_rel
+import pandas as pd
+
+from matbench_ts.bench.report import load_classification_results, summarize_classification
 
 
-def read_runs(specs: list[str]) -> dict[tuple[str, float, str], dict[int, dict]]:
-    """``{(task, fraction, label): {fold: run}}`` from the finished run files of each directory."""
-    runs: dict[tuple[str, float, str], dict[int, dict]] = defaultdict(dict)
+def read_runs(specs: list[str]) -> pd.DataFrame:
+    """The finished classification runs of each directory, a labelled directory's strategies renamed."""
+    frames = []
     for i, spec in enumerate(specs):
-        label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
-        for file in sorted(Path(path).glob("runs/*/*/*/*.json")):
-            run = json.loads(file.read_text())
-            if run.get("kind") != "classification":
-                continue
-            name = run["strategy"] if i == 0 or not label else f"{run['strategy']} ({label})"
-            runs[(run["task"], run["fraction"], name)][run["fold"]] = run
-    return runs
+        label, _, path = spec.rpartition("=")
+        runs = load_classification_results(path)
+        if i and label and len(runs):
+            runs["strategy"] = runs["strategy"] + f" ({label})"
+        frames.append(runs)
+    return pd.concat(frames, ignore_index=True)
 
 
-def table(runs: dict[tuple[str, float, str], dict[int, dict]]) -> str:
+def table(results: pd.DataFrame) -> str:
+    summary = summarize_classification(results)
+    summary = summary.assign(is_base=summary["strategy"] != "baseline").sort_values(
+        ["task", "fraction", "is_base", "strategy"])
     lines = ["| task | fraction | strategy | folds | ROC-AUC | change vs baseline (better folds, p) | balanced acc. | fit time |",
              "|---|---|---|---|---|---|---|---|"]
-    for task, fraction, name in sorted(runs, key=lambda k: (k[0], k[1], k[2] != "baseline", k[2])):
-        by_fold = runs[(task, fraction, name)]
-        auc = np.array([r["roc_auc"] for r in by_fold.values()])
-        base = runs.get((task, fraction, "baseline"), {})
-        common = sorted(set(by_fold) & set(base))
+    for r in summary.itertuples():
         change = ""
-        if name != "baseline" and common:
-            a = np.array([by_fold[f]["roc_auc"] for f in common])
-            b = np.array([base[f]["roc_auc"] for f in common])
-            p = f", p = {ttest_rel(a, b).pvalue:.2g}" if len(common) >= 3 and not np.allclose(a, b) else ""
-            change = f"{np.mean(a - b):+.3f} ({int((a > b).sum())}/{len(common)}{p})"
-        bacc = np.mean([r["balanced_accuracy"] for r in by_fold.values()])
-        fit = np.mean([r["fit_time_s"] for r in by_fold.values()])
-        lines.append(f"| {task.removeprefix('matbench_')} | {fraction:g} | {name} | {len(by_fold)} | "
-                     f"{auc.mean():.3f} ± {auc.std():.3f} | {change} | {bacc:.3f} | {fit:.0f} s |")
+        if r.strategy != "baseline" and r.folds_paired > 0:
+            p = f", p = {r.p_paired:.2g}" if np.isfinite(r.p_paired) else ""
+            change = f"{r.roc_auc_change:+.3f} ({r.folds_better:.0f}/{r.folds_paired:.0f}{p})"
+        lines.append(f"| {r.task.removeprefix('matbench_')} | {r.fraction:g} | {r.strategy} | {r.n_runs} | "
+                     f"{r.roc_auc_mean:.3f} ± {np.nan_to_num(r.roc_auc_std):.3f} | {change} | "
+                     f"{r.balanced_accuracy_mean:.3f} | {r.fit_time_s:.0f} s |")
     return "\n".join(lines)
 
 
