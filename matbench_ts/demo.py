@@ -4,7 +4,7 @@ Runs offline on the rebuilt Matbench structure tasks in ``<data>/matbench_proxy`
 README): perovskites (formation energy; each formula has polymorphs of very different energy,
 so a composition model is near its floor) and log_gvrh (shear modulus). CHGNet never learned
 either target. Prints the MAE of each model per fold and on average, and saves parity plots.
-The models, same student and settings:
+The models (the first two with the same student and settings, so only the teacher differs):
 
 - ``baseline``: the plain student, trained on the 5% rows with targets;
 - ``ts``: teacher-student, steps 1 and 2 on those rows and their structures;
