@@ -1,4 +1,4 @@
-"""Demo: plain student vs teacher-student with 5% of the training data, on two Matbench tasks.
+"""Demo: plain student, teacher-student and pretrained student with 5% of the training data, on two Matbench tasks.
 
 Runs offline on the rebuilt Matbench structure tasks in ``<data>/matbench_proxy`` (see the data
 README): perovskites (formation energy; each formula has polymorphs of very different energy,
