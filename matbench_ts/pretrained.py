@@ -175,7 +175,7 @@ class PretrainedFeaturizer(BaseFeaturizer):
         Compositions per forward pass.
     """
 
-    def __init__(self, pretrained: str = "crabnet-chgnet-mp2018", batch_size: int = 1024) -> None:
+    def __init__(self, pretrained: str = "crabnet-chgnet-mp", batch_size: int = 1024) -> None:
         self.pretrained = pretrained
         self.batch_size = batch_size
 
