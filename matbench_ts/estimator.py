@@ -367,7 +367,8 @@ class TeacherStudentEstimator(BaseEstimator):
         if scaling is not None:
             self.teacher_mean_, self.teacher_std_ = scaling
         else:
-            reference = teacher_emb[np.intersect1d(rows, train_idx)] if np.isin(rows, train_idx).any() else pre_emb
+            in_train = np.intersect1d(rows, train_idx)
+            reference = teacher_emb[in_train] if len(in_train) else pre_emb
             self.teacher_mean_ = reference.mean(axis=0)
             std = reference.std(axis=0)
             self.teacher_std_ = np.where(std > 1e-8, std, 1.0).astype(np.float32)
