@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pandas as pd
 
 from headline import cell
@@ -42,5 +41,4 @@ def pretrained_table(summary: pd.DataFrame) -> str:
 
 
 if __name__ == "__main__":
-    frame = pd.read_csv(sys.argv[1] if len(sys.argv) > 1 else "docs/results/pretrained/summary.csv")
-    print(pretrained_table(frame.replace({"gain_vs_baseline": {None: np.nan}})))
+    print(pretrained_table(pd.read_csv(sys.argv[1] if len(sys.argv) > 1 else "docs/results/pretrained/summary.csv")))
