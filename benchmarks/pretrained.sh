@@ -75,16 +75,21 @@ phase_every_epoch() {  # the 200-epoch leak-safe runs again after CrabNet's reci
   "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --student crabnet --tasks matbench_log_gvrh \
     --fractions 0.05 --strategies baseline --student-params "$CPU_CRABNET" --out $out/baseline_cpu_size
 }
+bench_with_steels() {  # STRATEGIES on the tasks with structures, STEELS_STRATEGIES on steels (no steel has a
+  # structure): bench_with_steels TASKS STRATEGIES STEELS_STRATEGIES BENCH_ARGS...
+  local tasks=$1 strategies=$2 steels_strategies=$3
+  shift 3
+  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
+    --teacher chgnet "$@" --tasks $tasks --strategies $strategies
+  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
+    --teacher chgnet "$@" --tasks matbench_steels --strategies $steels_strategies
+}
 phase_grid() {  # issue #11 item 4: every regression task, the shipped leak-safe checkpoint (formulas of none of them)
-  local name=${NAME:-crabnet-chgnet-mp2018-leaksafe} fraction out
-  out=benchmarks/results/pretrained/grid/$name
+  local name=${NAME:-crabnet-chgnet-mp2018-leaksafe} fraction
   for fraction in ${FRACTIONS:-0.05 0.25 1}; do  # small fractions first: an interrupted phase still gives whole rows
-    "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
-      --teacher chgnet --tasks matbench_log_gvrh,matbench_perovskites,matbench_dielectric,matbench_jdft2d,matbench_phonons,matbench_expt_gap \
-      --fractions $fraction --strategies pretrained,pretrained-ts --pretrained $name --out $out
-    "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
-      --teacher chgnet --tasks matbench_steels --fractions $fraction --strategies pretrained --pretrained $name \
-      --out $out  # no steel has a structure
+    bench_with_steels matbench_log_gvrh,matbench_perovskites,matbench_dielectric,matbench_jdft2d,matbench_phonons,matbench_expt_gap \
+      pretrained,pretrained-ts pretrained --fractions $fraction --pretrained $name \
+      --out benchmarks/results/pretrained/grid/$name
   done
 }
 phase_grid_report() {  # the grid against the plain student and ts on the recipe now: pages, summary.csv, table
@@ -98,18 +103,10 @@ phase_default_choice() {  # issue #11 item 5: start TSRegressor from a checkpoin
   local name=${NAME:-crabnet-chgnet-mp2018-leaksafe} out=benchmarks/results/pretrained/default_choice fraction tasks
   tasks=matbench_jdft2d,matbench_phonons,matbench_dielectric,matbench_expt_gap,matbench_log_gvrh,matbench_perovskites
   for fraction in ${FRACTIONS:-0.05 0.25 1}; do
-    for arm in plain $name; do
-      local run=("$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018"
-                 --student crabnet --teacher chgnet --fractions $fraction --folds ${FOLDS:-0} --inner-validation 0.2
-                 --out $out/$arm)
-      if [ $arm = plain ]; then
-        "${run[@]}" --tasks $tasks --strategies baseline,ts
-        "${run[@]}" --tasks matbench_steels --strategies baseline
-      else
-        "${run[@]}" --tasks $tasks --strategies pretrained,pretrained-ts --pretrained $name
-        "${run[@]}" --tasks matbench_steels --strategies pretrained --pretrained $name
-      fi
-    done
+    bench_with_steels $tasks baseline,ts baseline --fractions $fraction --folds ${FOLDS:-0} --inner-validation 0.2 \
+      --out $out/plain
+    bench_with_steels $tasks pretrained,pretrained-ts pretrained --fractions $fraction --folds ${FOLDS:-0} \
+      --inner-validation 0.2 --pretrained $name --out $out/$name
   done
 }
 phase_report() {
