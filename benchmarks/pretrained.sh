@@ -109,6 +109,20 @@ phase_default_choice() {  # issue #11 item 5: start TSRegressor from a checkpoin
       --inner-validation 0.2 --pretrained $name --out $out/$name
   done
 }
+phase_bench_checkpoint_roost() {  # leak-safe Roost (cpu size) on the mp2018 structures, 200 epochs: Roost's grid rows
+  "$MTS" pretrain --out $CKPT/roost-chgnet-mp2018-leaksafe.pt --student roost --library mp2018_eform_gap.jsonl.gz \
+    --exclude-formulas $EVALUATED --threads 1
+}
+phase_roost_head() {  # issue #11 item 4, Roost on the head tasks: plain Roost and ts, then from its leak-safe checkpoint
+  local fraction out=benchmarks/results/pretrained/roost
+  for fraction in ${FRACTIONS:-0.05 0.25 1}; do
+    local run=("$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student roost
+               --teacher chgnet --tasks matbench_log_gvrh,matbench_perovskites --fractions $fraction)
+    "${run[@]}" --strategies baseline,ts --out $out/plain
+    "${run[@]}" --strategies pretrained,pretrained-ts --pretrained $CKPT/roost-chgnet-mp2018-leaksafe.pt \
+      --out $out/roost-chgnet-mp2018-leaksafe
+  done
+}
 phase_report() {
   local name=${NAME:-crabnet-chgnet-mp2018-bench}
   "$MTS" report benchmarks/results/ts_recipe benchmarks/results/pretrained/$name \
