@@ -75,14 +75,13 @@ phase_every_epoch() {  # the 200-epoch leak-safe runs again after CrabNet's reci
   "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --student crabnet --tasks matbench_log_gvrh \
     --fractions 0.05 --strategies baseline --student-params "$CPU_CRABNET" --out $out/baseline_cpu_size
 }
+bench() { "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --teacher chgnet "$@"; }
 bench_with_steels() {  # STRATEGIES on the tasks with structures, STEELS_STRATEGIES on steels (no steel has a
-  # structure): bench_with_steels TASKS STRATEGIES STEELS_STRATEGIES BENCH_ARGS...
+  # structure), CrabNet: bench_with_steels TASKS STRATEGIES STEELS_STRATEGIES BENCH_ARGS...
   local tasks=$1 strategies=$2 steels_strategies=$3
   shift 3
-  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
-    --teacher chgnet "$@" --tasks $tasks --strategies $strategies
-  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
-    --teacher chgnet "$@" --tasks matbench_steels --strategies $steels_strategies
+  bench --student crabnet "$@" --tasks $tasks --strategies $strategies
+  bench --student crabnet "$@" --tasks matbench_steels --strategies $steels_strategies
 }
 phase_grid() {  # issue #11 item 4: every regression task, the shipped leak-safe checkpoint (formulas of none of them)
   local name=${NAME:-crabnet-chgnet-mp2018-leaksafe} fraction
@@ -116,8 +115,7 @@ phase_bench_checkpoint_roost() {  # leak-safe Roost (cpu size) on the mp2018 str
 phase_roost_head() {  # issue #11 item 4, Roost on the head tasks: plain Roost and ts, then from its leak-safe checkpoint
   local fraction out=benchmarks/results/pretrained/roost
   for fraction in ${FRACTIONS:-0.05 0.25 1}; do
-    local run=("$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student roost
-               --teacher chgnet --tasks matbench_log_gvrh,matbench_perovskites --fractions $fraction)
+    local run=(bench --student roost --tasks matbench_log_gvrh,matbench_perovskites --fractions $fraction)
     "${run[@]}" --strategies baseline,ts --out $out/plain
     "${run[@]}" --strategies pretrained,pretrained-ts --pretrained $CKPT/roost-chgnet-mp2018-leaksafe.pt \
       --out $out/roost-chgnet-mp2018-leaksafe
