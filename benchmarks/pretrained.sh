@@ -9,6 +9,8 @@ JOBS=${JOBS:-1}
 CKPT=${CKPT:-../checkpoints}
 # Every task the evidence evaluates: a leak-safe checkpoint leaves out all their reduced formulas (all folds).
 EVALUATED=matbench_steels,matbench_expt_gap,matbench_glass,matbench_jdft2d,matbench_phonons,matbench_dielectric,matbench_log_gvrh,matbench_perovskites
+# The harness on the cpu profile with the CHGNet teacher and the mp2018 structures: bench BENCH_ARGS...
+bench() { "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --teacher chgnet "$@"; }
 
 
 phase_bench_checkpoint_mp2018() {  # leak-safe CrabNet (cpu size) on the mp2018 structures
@@ -23,8 +25,7 @@ phase_library_size() {  # the benchmark checkpoint on seeded samples of its libr
   for n in 2800 5600 11200; do
     "$MTS" pretrain --out $CKPT/crabnet-chgnet-mp2018-bench-n$n.pt --library mp2018_eform_gap.jsonl.gz \
       --exclude-formulas $EVALUATED --max-structures $n --epochs 60 --threads 1 -q
-    "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
-      --teacher chgnet --tasks matbench_log_gvrh --fractions 0.05 --strategies pretrained \
+    bench --student crabnet --tasks matbench_log_gvrh --fractions 0.05 --strategies pretrained \
       --pretrained $CKPT/crabnet-chgnet-mp2018-bench-n$n.pt --out benchmarks/results/pretrained/library_size/n$n
   done
 }
@@ -47,8 +48,7 @@ phase_ship() {  # the shipped checkpoints: the default library, nothing excluded
 }
 phase_log_gvrh_5() {  # the bar: log_gvrh at 5 %, 5 folds; baseline and ts: benchmarks/ts_headline.sh (ts_recipe/)
   local name=${NAME:-crabnet-chgnet-mp2018-bench}
-  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
-    --teacher chgnet --tasks matbench_log_gvrh --fractions 0.05 --strategies pretrained,pretrained-ts \
+  bench --student crabnet --tasks matbench_log_gvrh --fractions 0.05 --strategies pretrained,pretrained-ts \
     --pretrained $CKPT/$name.pt --out benchmarks/results/pretrained/$name
   bash benchmarks/ts_headline.sh log_gvrh_5
 }
@@ -56,8 +56,7 @@ phase_finetune_lr() {  # the fine-tuning peak learning rate, chosen on inner val
   local name=${NAME:-crabnet-chgnet-mp2018-bench}
   for lr in ${LRS:-0.006 0.002 0.0006}; do
     for spec in matbench_log_gvrh:0.05 matbench_dielectric:0.25 matbench_phonons:0.25; do
-      "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
-        --teacher chgnet --tasks "${spec%%:*}" --fractions "${spec##*:}" --folds 0,1 --inner-validation 0.2 \
+      bench --student crabnet --tasks "${spec%%:*}" --fractions "${spec##*:}" --folds 0,1 --inner-validation 0.2 \
         --strategies pretrained,pretrained-ts --pretrained $CKPT/$name.pt --learning-rate $lr \
         --out benchmarks/results/pretrained/finetune_lr/$name/lr$lr
     done
@@ -69,13 +68,11 @@ phase_same_size_baseline() {  # the plain student at the checkpoint's (cpu) size
 }
 phase_every_epoch() {  # the 200-epoch leak-safe runs again after CrabNet's recipe began running every epoch
   local name=${NAME:-crabnet-chgnet-mp2018-bench-e200} out=benchmarks/results/pretrained/every_epoch
-  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --student crabnet \
-    --teacher chgnet --tasks matbench_log_gvrh --fractions 0.05 --strategies pretrained,pretrained-ts \
+  bench --student crabnet --tasks matbench_log_gvrh --fractions 0.05 --strategies pretrained,pretrained-ts \
     --pretrained $CKPT/$name.pt --out $out/$name
   "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --student crabnet --tasks matbench_log_gvrh \
     --fractions 0.05 --strategies baseline --student-params "$CPU_CRABNET" --out $out/baseline_cpu_size
 }
-bench() { "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --teacher chgnet "$@"; }
 bench_with_steels() {  # STRATEGIES on the tasks with structures, STEELS_STRATEGIES on steels (no steel has a
   # structure), CrabNet: bench_with_steels TASKS STRATEGIES STEELS_STRATEGIES BENCH_ARGS...
   local tasks=$1 strategies=$2 steels_strategies=$3
