@@ -9,7 +9,7 @@ OUT=benchmarks/results/evidence
 # Roost 32x2, the earlier 'plain' recipe: AdamW, L1, 150 epochs, step 1 50 epochs, early stopping on a
 # 10% validation split, alpha auto); each run directory's config.json records it. The cpu profile now
 # trains with the published recipes: its reruns go to new directories (benchmarks/ts_headline.sh).
-cpu_bench() { "$MTS" bench --profile cpu --n-jobs 2 --threads 1 -q "$@"; }
+JOBS=${JOBS:-2}  # both cores
 bench() { cpu_bench --structure-library "$MP2018" --out "$OUT" "$@"; }
 SMALL=matbench_dielectric,matbench_phonons,matbench_jdft2d
 HEAD=matbench_log_gvrh,matbench_perovskites

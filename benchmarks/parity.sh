@@ -9,7 +9,7 @@ OUT=benchmarks/results/parity
 JOBS=${JOBS:-1}
 # The cpu profile: each student's published recipe (recipe auto), 300 epochs; the published student
 # sizes up to 1,000 training rows, the CPU sizes above (CrabNet d_model 128, N 2).
-bench() { "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --strategies baseline "$@"; }
+bench() { cpu_bench --strategies baseline "$@"; }
 
 phase_size_choice() {  # published vs CPU sizes on steels, scored on 20% of the training folds
   bench --tasks matbench_steels --folds 0 --inner-validation 0.2 --out $OUT/size_choice/published_up_to_1000

@@ -10,7 +10,7 @@ CKPT=${CKPT:-../checkpoints}
 # Every task the evidence evaluates: a leak-safe checkpoint leaves out all their reduced formulas (all folds).
 EVALUATED=matbench_steels,matbench_expt_gap,matbench_glass,matbench_jdft2d,matbench_phonons,matbench_dielectric,matbench_log_gvrh,matbench_perovskites
 # The harness on the cpu profile with the CHGNet teacher and the mp2018 structures: bench BENCH_ARGS...
-bench() { "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --structure-library "$MP2018" --teacher chgnet "$@"; }
+bench() { cpu_bench --structure-library "$MP2018" --teacher chgnet "$@"; }
 
 
 phase_bench_checkpoint_mp2018() {  # leak-safe CrabNet (cpu size) on the mp2018 structures
@@ -63,14 +63,14 @@ phase_finetune_lr() {  # the fine-tuning peak learning rate, chosen on inner val
   done
 }
 phase_same_size_baseline() {  # the plain student at the checkpoint's (cpu) size: the pretraining effect alone
-  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --student crabnet --tasks matbench_log_gvrh \
+  cpu_bench --student crabnet --tasks matbench_log_gvrh \
     --fractions 0.05 --strategies baseline --student-params "$CPU_CRABNET" --out benchmarks/results/pretrained/baseline_cpu_size
 }
 phase_every_epoch() {  # the 200-epoch leak-safe runs again after CrabNet's recipe began running every epoch
   local name=${NAME:-crabnet-chgnet-mp2018-bench-e200} out=benchmarks/results/pretrained/every_epoch
   bench --student crabnet --tasks matbench_log_gvrh --fractions 0.05 --strategies pretrained,pretrained-ts \
     --pretrained $CKPT/$name.pt --out $out/$name
-  "$MTS" bench --profile cpu --n-jobs "$JOBS" --threads 1 -q --student crabnet --tasks matbench_log_gvrh \
+  cpu_bench --student crabnet --tasks matbench_log_gvrh \
     --fractions 0.05 --strategies baseline --student-params "$CPU_CRABNET" --out $out/baseline_cpu_size
 }
 bench_with_steels() {  # STRATEGIES on the tasks with structures, STEELS_STRATEGIES on steels (no steel has a

@@ -6,7 +6,7 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 OUT=benchmarks/results/parity
-bench() { "$MTS" bench --profile cpu --n-jobs 1 --threads 1 -q --strategies baseline --student crabnet "$@"; }
+bench() { cpu_bench --strategies baseline --student crabnet "$@"; }
 # The rule as it was (crabnet's fit) and the variants, written out: the default recipe now runs every epoch.
 CRABNET_STOP='{"base": "crabnet", "early_stopping": true}'
 HALF='{"base": "crabnet", "early_stopping": true, "min_epoch_fraction": 0.5}'

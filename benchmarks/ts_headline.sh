@@ -6,8 +6,7 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 OUT=benchmarks/results/ts_recipe
-ts() { "$MTS" bench --profile cpu --n-jobs 1 --threads 1 -q --structure-library "$MP2018" --student crabnet \
-         --teacher chgnet --out $OUT "$@"; }
+ts() { cpu_bench --structure-library "$MP2018" --student crabnet --teacher chgnet --out $OUT "$@"; }
 
 phase_set_aside() {  # runs made before the recipe ran every epoch that crabnet's stop rule ended early
   set_aside_stopped_early $OUT/runs benchmarks/results/ts_recipe_stopped_early/runs
