@@ -91,7 +91,7 @@ phase_grid() {  # issue #11 item 4: every regression task, the shipped leak-safe
 phase_grid_report() {  # the grid against the plain student and ts on the recipe now: pages, summary.csv, table
   local name=${NAME:-crabnet-chgnet-mp2018-leaksafe}
   "$MTS" report benchmarks/results/ts_recipe benchmarks/results/parity/crabnet \
-    benchmarks/results/pretrained/grid/$name --out docs/results/pretrained --no-tsne
+    benchmarks/results/pretrained/grid/$name benchmarks/results/pretrained/roost/* --out docs/results/pretrained --no-tsne
   .venv/bin/python benchmarks/pretrained_table.py docs/results/pretrained/summary.csv > docs/results/pretrained/table.md
 }
 phase_default_choice() {  # issue #11 item 5: start TSRegressor from a checkpoint by default? Inner validation only

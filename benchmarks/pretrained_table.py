@@ -1,6 +1,7 @@
 """Issue #11's grid table of docs/results.md from a report's summary.csv: per task and fraction, the plain
 student, ``ts`` and the pretrained strategies (MAE mean ± std over folds, change against the plain student,
-folds better, paired p, as in headline.py), and the mean fit times of ``ts`` and ``pretrained``.
+folds better, paired p, as in headline.py), and the mean fit times of ``ts`` and ``pretrained``. CrabNet rows
+are named by their task; another student's rows (Roost on the head tasks) add the student to the name.
 
     .venv/bin/python benchmarks/pretrained_table.py docs/results/pretrained/summary.csv
 """
@@ -25,14 +26,16 @@ def pretrained_table(summary: pd.DataFrame) -> str:
     header = ["task", "fraction", "folds", "plain student", *(f"`{s}`" for s in STRATEGIES),
               "fit time `ts`", "fit time `pretrained`"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (task, fraction), g in summary.groupby(["task", "fraction"]):
+    summary = summary.assign(crabnet_last=summary["student"] != "crabnet")
+    for (task, _, student, fraction), g in summary.groupby(["task", "crabnet_last", "student", "fraction"]):
         g = g.set_index("strategy")
+        name = task.replace("matbench_", "") + ("" if student == "crabnet" else f" ({student.capitalize()})")
         if not g.index.isin(["pretrained", "pretrained-ts"]).any():
             continue
         base = g.loc["baseline"] if "baseline" in g.index else None
         runs = "/".join(sorted({str(int(n)) for n in g["n_runs"]}))
         lines.append("| " + " | ".join([
-            task.replace("matbench_", ""), f"{fraction:g}", runs,
+            name, f"{fraction:g}", runs,
             "" if base is None else f"{base.mae_mean:.4g} ± {base.mae_std:.2g}",
             *[cell(g.loc[s]) if s in g.index else "" for s in STRATEGIES],
             fit_time(g, "ts"), fit_time(g, "pretrained"),
