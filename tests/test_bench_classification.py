@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import DATA_DIR
 
-from matbench_ts.bench.data import load_task
+from matbench_ts.bench.data import load_local_task, load_task
 from matbench_ts.bench.report import write_report
 from matbench_ts.bench.runner import BenchConfig, run_grid
 from matbench_ts.bench.submit import CLASSIFICATION_NOTE, make_submission
@@ -58,3 +60,30 @@ def test_glass_submission_records_probabilities(tmp_path, cache_dir, monkeypatch
     assert all(isinstance(p, float) and 0 <= p <= 1 for p in predictions.values())
     assert task.scores["rocauc"]["mean"] > 0.65  # a real ROC-AUC from probabilities (dummy: 0.50)
     assert CLASSIFICATION_NOTE in json.loads(paths["info"].read_text())["notes"]
+
+
+def labelled_ci_task(tmp_path: Path, name: str, labels) -> Path:
+    frame = pd.read_json(DATA_DIR / "ci" / "mp_e_form_300.jsonl.gz", lines=True).head(len(labels))
+    frame["target"] = labels
+    path = tmp_path / f"{name}.jsonl"
+    frame.to_json(path, orient="records", lines=True)
+    return path
+
+
+def test_local_task_files_with_boolean_labels_or_a_matbench_classification_name_are_classification(tmp_path):
+    labels = [True, False, True, True, False, False]
+    task = load_local_task(labelled_ci_task(tmp_path, "my_labels", labels))
+    assert task.is_classification and task.labels(np.arange(6)).tolist() == labels
+    as_numbers = load_local_task(labelled_ci_task(tmp_path, "matbench_mp_is_metal", [1, 0, 1, 1, 0, 0]))
+    assert as_numbers.is_classification  # Matbench's own task type, from its name
+    assert not load_local_task(labelled_ci_task(tmp_path, "my_numbers", [1, 0, 1, 1, 0, 0])).is_classification
+    assert not load_local_task(labelled_ci_task(tmp_path, "matbench_expt_gap", labels)).is_classification
+
+
+@pytest.mark.parametrize("bad, problem", [(2, "a classification label must be true/false (or 1/0), got 2.0"),
+                                          (None, "the target must be a finite number, got nan")])
+def test_a_bad_label_in_a_classification_file_is_named_by_row_and_id(tmp_path, bad, problem):
+    labels = [1, 0, 1, bad, 0, 0]
+    path = labelled_ci_task(tmp_path, "matbench_mp_is_metal", labels)
+    with pytest.raises(ValueError, match=r"column 'target', row 3 \(id '.+'\): " + re.escape(problem)):
+        load_local_task(path)

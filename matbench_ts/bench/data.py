@@ -294,21 +294,39 @@ def _checked_columns(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def task_kind(name: str, target: pd.Series) -> str:
+    """``"classification"`` for a Matbench classification dataset's name or boolean targets (JSON true/false,
+    CSV True/False), else ``"regression"``: a local copy of a Matbench task is scored as Matbench scores it."""
+    if is_matbench_dataset(name):
+        from matbench.metadata import mbv01_metadata
+
+        return mbv01_metadata[name].task_type
+    labels = target.dropna()  # a missing label is refused by the checks that follow
+    is_bool = pd.api.types.is_bool_dtype(labels) or (len(labels) > 0 and labels.map(type).eq(bool).all())
+    return "classification" if is_bool else "regression"
+
+
 def load_local_task(path: str | Path, name: str | None = None) -> Task:
-    """A task from a table with columns ``id, composition, target, fold[, structure]``."""
+    """A task from a table with columns ``id, composition, target, fold[, structure]``; classification when
+    :func:`task_kind` says so (labels True/False or 1/0)."""
     frame = read_table(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"task file {path} lacks column(s) {missing}; need {list(REQUIRED_COLUMNS)} [+ structure]")
+    name = name or task_name_of(path)
+    kind = task_kind(name, frame["target"])
     has_structure = "structure" in frame.columns
     frame = frame[[*REQUIRED_COLUMNS, *(["structure"] if has_structure else [])]].reset_index(drop=True)
     frame = _checked_columns(frame, path)
+    if kind == "classification":
+        _refuse_rows(path, frame, "target", ~np.isin(frame["target"], [0.0, 1.0]),
+                     "a classification label must be true/false (or 1/0)")
     if not has_structure:
         frame["structure"] = None
     frame["structure"] = frame["structure"].astype(object).where(frame["structure"].notna(), None)
     return Task(
-        name or task_name_of(path), frame, f"file:{Path(path).resolve()}",
-        "structure" if has_structure else "composition", "task" if has_structure else "none",
+        name, frame, f"file:{Path(path).resolve()}",
+        "structure" if has_structure else "composition", "task" if has_structure else "none", kind=kind,
     )
 
 
