@@ -105,6 +105,10 @@ phase_default_choice() {  # issue #11 item 5: start TSRegressor from a checkpoin
       --inner-validation 0.2 --pretrained $name --out $out/$name
   done
 }
+phase_default_choice_report() {  # the decision of item 5 from those runs (the rule is in the script's docstring)
+  local out=benchmarks/results/pretrained/default_choice
+  .venv/bin/python benchmarks/default_choice.py $out > $out/choice.md
+}
 phase_bench_checkpoint_roost() {  # leak-safe Roost (cpu size) on the mp2018 structures, 200 epochs: Roost's grid rows
   "$MTS" pretrain --out $CKPT/roost-chgnet-mp2018-leaksafe.pt --student roost --library mp2018_eform_gap.jsonl.gz \
     --exclude-formulas $EVALUATED --threads 1
