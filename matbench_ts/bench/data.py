@@ -297,9 +297,9 @@ def _checked_columns(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
 def task_kind(name: str, target: pd.Series) -> str:
     """``"classification"`` for a Matbench classification dataset's name or boolean targets (JSON true/false,
     CSV True/False), else ``"regression"``: a local copy of a Matbench task is scored as Matbench scores it."""
-    if is_matbench_dataset(name):
-        from matbench.metadata import mbv01_metadata
+    from matbench.metadata import mbv01_metadata
 
+    if name in mbv01_metadata:
         return mbv01_metadata[name].task_type
     labels = target.dropna()  # a missing label is refused by the checks that follow
     is_bool = pd.api.types.is_bool_dtype(labels) or (len(labels) > 0 and labels.map(type).eq(bool).all())
