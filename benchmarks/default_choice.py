@@ -35,21 +35,20 @@ def load(study: Path) -> pd.DataFrame:
             if not d["scored_on"].startswith("inner validation"):
                 raise SystemExit(f"{path}: scored on {d['scored_on']!r}, not on inner validation")
             rows.append({"task": d["task"].removeprefix("matbench_"), "fraction": d["fraction"], "fold": d["fold"],
-                         "strategy": d["strategy"], "mae": d["mae"], "fit_time_s": d["fit_time_s"]})
+                         "strategy": d["strategy"], "mae": d["mae"]})
     return pd.DataFrame(rows)
 
 
-def route_table(runs: pd.DataFrame, route: str) -> tuple[list[str], bool]:
-    """Markdown lines of one route and whether it starts from the checkpoint by default."""
+def route_table(runs: pd.DataFrame, route: str) -> list[str]:
+    """Markdown lines of one route, ending with whether it starts from the checkpoint by default."""
     plain, start = ROUTES[route]
     mae = runs.pivot_table(index=["task", "fraction", "fold"], columns="strategy", values="mae")
     if not {plain, start} <= set(mae.columns):
-        return [f"**{route}** (`{plain}` against `{start}`): no paired runs yet.", ""], False
+        return [f"**{route}** (`{plain}` against `{start}`): no paired runs yet.", ""]
     paired = mae[[plain, start]].dropna()
-    change = (paired[start] / paired[plain] - 1).groupby(level=["task", "fraction"])
+    cells = (paired[start] / paired[plain] - 1).groupby(level=["task", "fraction"]).mean()
     lines = [f"**{route}** (`{plain}` against `{start}`):", "",
              f"| task | fraction | folds | MAE `{plain}` | MAE `{start}` | change | folds better |", "|---|---|---|---|---|---|---|"]
-    cells = change.mean()
     for (task, fraction), group in paired.groupby(level=["task", "fraction"]):
         lines.append(f"| {task} | {fraction:g} | {len(group)} | {group[plain].mean():.4g} | {group[start].mean():.4g} "
                      f"| {100 * cells[(task, fraction)]:+.1f} % | {(group[start] < group[plain]).sum()}/{len(group)} |")
@@ -58,7 +57,7 @@ def route_table(runs: pd.DataFrame, route: str) -> tuple[list[str], bool]:
               f"{len(cells)} cells, worst cell {100 * cells.max():+.1f} % ({cells.idxmax()[0]} {cells.idxmax()[1]:g}): "
               + ("**start from the checkpoint by default**." if chosen else "**keep the plain student as the default**."),
               ""]
-    return lines, chosen
+    return lines
 
 
 def main() -> None:
@@ -67,7 +66,7 @@ def main() -> None:
     if runs.empty:
         raise SystemExit(f"no finished runs under {study}")
     for route in ROUTES:
-        print("\n".join(route_table(runs, route)[0]))
+        print("\n".join(route_table(runs, route)))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 OUT=benchmarks/results/parity
-JOBS=${JOBS:-1}
 # The cpu profile: each student's published recipe (recipe auto), 300 epochs; the published student
 # sizes up to 1,000 training rows, the CPU sizes above (CrabNet d_model 128, N 2).
 bench() { cpu_bench --strategies baseline "$@"; }

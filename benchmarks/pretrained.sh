@@ -4,7 +4,6 @@
 # Usage: bash benchmarks/pretrained.sh PHASE...   Needs the offline data: MATBENCH_TS_DATA (default ../shared/data).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-JOBS=${JOBS:-1}
 # Benchmark checkpoints are not shipped (nor committed): they live here, outside the repository.
 CKPT=${CKPT:-../checkpoints}
 # Every task the evidence evaluates: a leak-safe checkpoint leaves out all their reduced formulas (all folds).
