@@ -349,3 +349,17 @@ def test_chgnet_neighbour_check_in_workers_matches_one_process(ci_data):
     workers = CHGNetTeacher(batch_size=1, n_jobs=2).embeddable(structures)
     np.testing.assert_array_equal(one, workers)
     assert one.tolist() == [True] * 7 + [False]
+
+
+# ----------------------------------------------------------------------------- CIF strings
+def test_cif_strings_parse_to_pymatgens_structures(ci_data):
+    """CIF rows (plain and oxidation-decorated) give the structures pymatgen's own reader gives."""
+    from pymatgen.core import Structure
+
+    from matbench_ts.inputs import parse_structures
+
+    structures = ci_data["structures"][:30] + [_decorated(s) for s in ci_data["structures"][:5]]
+    cifs = [s.to(fmt="cif") for s in structures]
+    parsed = parse_structures(cifs, n_rows=len(cifs))
+    assert parsed == [Structure.from_str(cif, fmt="cif") for cif in cifs]
+    assert all(p.composition == s.composition for p, s in zip(parsed, structures))
