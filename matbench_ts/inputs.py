@@ -86,7 +86,7 @@ def parse_structure(item: Any, row: int) -> Structure | None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pymatgen's CIF rounding notices, one per file
-                # check_cif only warns (silenced here) and costs about a third of the parse;
+                # check_cif only warns (silenced here) yet costs over half the parse of larger structures;
                 # check_structures_match does the composition check that matters
                 return Structure.from_str(item, fmt="cif", check_cif=False)
         except Exception as exc:
