@@ -10,6 +10,7 @@ import dataclasses
 import numbers
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -25,6 +26,7 @@ from .device import resolve_device, seeded_torch
 from .inputs import check_structures_match, check_targets, parse_structures, split_inputs
 from .students import Student, make_student
 from .recipe import Recipe, resolve_recipe
+from .resume import FitState, fit_key
 from .pretrained import Checkpoint, check_student_matches
 from .pretrained import load as load_checkpoint
 from .teachers import check_teacher_elements, frozen_cache_id, make_teacher
@@ -230,14 +232,21 @@ class TeacherStudentEstimator(BaseEstimator):
         y: Sequence[float],
         structures: Sequence[Structure | str | None] | None = None,
         pretrain_structures: Sequence[Structure | str] | None = None,
+        resume_dir: str | Path | None = None,
     ) -> TeacherStudentEstimator:
         """Train the student; the teacher sees ``structures`` (one per row, or None).
 
         ``X`` holds formulas, Compositions or Structures (then they also feed the
         teacher unless ``structures`` is given). ``pretrain_structures`` (no targets)
-        makes step 1 run on that set instead of the fit data.
+        makes step 1 run on that set instead of the fit data. ``resume_dir`` (needs an integer
+        ``random_state``) keeps the training state in that folder, at most a minute old: the
+        same fit again, after an interruption, continues from there and ends as an
+        uninterrupted fit would (see :mod:`matbench_ts.resume`).
         """
         self._check_params()
+        if resume_dir is not None and not _is_integer(self.random_state):
+            raise ValueError("resume_dir needs an integer random_state: a resumed fit must redo the same "
+                             f"splits and initialisation, got random_state={self.random_state!r}")
         compositions, x_structures = split_inputs(X)
         n = len(compositions)
         y = self._encode_targets(y, n)
@@ -259,6 +268,12 @@ class TeacherStudentEstimator(BaseEstimator):
         teacher = None if self.teacher is None else make_teacher(self.teacher, self.teacher_params)
         check_teacher_elements(teacher, structs)
         check_teacher_elements(teacher, pretrain, "pretrain_structures")
+        state = None
+        if resume_dir is not None:
+            params = {**self.get_params(deep=False), "pretrained": None if checkpoint is None else checkpoint.id,
+                      "recipe": dataclasses.asdict(self._recipe())}  # what "auto" resolves to today
+            state = FitState(resume_dir, fit_key(params, compositions, y, structs, pretrain))
+            state.check()
         if hasattr(teacher, "get_params") and teacher.get_params().get("random_state", 0) is None:
             teacher.set_params(random_state=self.random_state)  # a trained teacher is reproducible too
         self.pretrained_id_ = None if checkpoint is None else checkpoint.id
@@ -281,7 +296,7 @@ class TeacherStudentEstimator(BaseEstimator):
                 teacher_emb, pretrain_emb = self._teacher_embeddings(teacher, structs, y, pretrain, train_idx, scaling)
             self._fit_student(student, compositions, y, teacher_emb, pretrain, pretrain_emb, train_idx, val_idx, device,
                               projection=None if start is None else start.projection,
-                              step1=checkpoint is None)
+                              step1=checkpoint is None, state=state)
         return self
 
     # hooks of the target type -----------------------------------------------------------
@@ -376,7 +391,7 @@ class TeacherStudentEstimator(BaseEstimator):
         return scale(teacher_emb), scale(pre_emb)
 
     def _fit_student(self, student, compositions, y, teacher_emb, pretrain, pretrain_emb, train_idx, val_idx, device,
-                     projection=None, step1=True):
+                     projection=None, step1=True, state: FitState | None = None):
         y_scaled = self._scale_targets(y, train_idx)
         has_teacher_rows = teacher_emb is not None and not np.isnan(teacher_emb[train_idx, 0]).all()
         teacher_dim = None
@@ -418,12 +433,20 @@ class TeacherStudentEstimator(BaseEstimator):
                 no_y = Rows(rows.items, None, teacher_emb)
                 step1_train, step1_val = no_y.subset(train_idx), Rows(emb_val.items, None, emb_val.teacher)
             config = StepConfig("step 1", self.epochs_step1, 1.0, 0.0, batch_size=batch_size(len(step1_train)), **step)
-            self.history_ += train_step(model, step1_train, step1_val, config, device, rng)
+            self.history_ += self._train_step(model, step1_train, step1_val, config, device, rng, state)
         if has_teacher_rows and rule == "auto-step2":  # measured after step 1
             self.alpha_ = balancing_alpha(model, train, self.beta, batch_size(len(train)) * 4, device, objective)
         config = StepConfig("step 2", self.epochs, self.alpha_, float(self.beta), batch_size=batch_size(len(train)), **step)
-        self.history_ += train_step(model, train, val if self.beta > 0 else emb_val, config, device, rng)
+        self.history_ += self._train_step(model, train, val if self.beta > 0 else emb_val, config, device, rng, state)
         self.model_ = model.cpu().eval()
+
+    @staticmethod
+    def _train_step(model, train, val, config, device, rng, state: FitState | None):
+        """``train_step``, saving to and resuming from ``state`` when there is one."""
+        if state is None:
+            return train_step(model, train, val, config, device, rng)
+        return train_step(model, train, val, config, device, rng, checkpoint=state.saver(config.name),
+                          resume=state.load(config.name))
 
     # -------------------------------------------------------------- predict
     def _student_outputs(self, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

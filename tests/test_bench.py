@@ -152,6 +152,7 @@ def test_interrupted_grid_resumes_without_duplicate_work(grid):
         assert path.stat().st_mtime_ns == mtime
     assert len(result_files(grid["out"])) == 8
     assert not list(grid["out"].rglob("*.tmp")) and not list(grid["out"].rglob("*.failed"))
+    assert not list(grid["out"].rglob("*.partial"))  # a run's training state goes when its result is written
 
 
 def test_result_files_hold_scores_and_provenance(grid):

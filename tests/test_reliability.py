@@ -363,3 +363,55 @@ def test_cif_strings_parse_to_pymatgens_structures(ci_data):
     parsed = parse_structures(cifs, n_rows=len(cifs))
     assert parsed == [Structure.from_str(cif, fmt="cif") for cif in cifs]
     assert all(p.composition == s.composition for p, s in zip(parsed, structures))
+
+
+def test_an_interrupted_fit_resumes_to_the_same_model(ci_data, tiny, tmp_path, monkeypatch):
+    """fit(resume_dir=...) stopped in step 2 goes on from its saved epoch and ends as a straight fit."""
+    import torch
+
+    import matbench_ts.resume as resume
+    import matbench_ts.training as training
+
+    batches, real_losses = {"n": 0}, training.batch_losses
+
+    def counted_losses(*args, **kwargs):
+        batches["n"] += torch.is_grad_enabled()  # training batches, not evaluations
+        return real_losses(*args, **kwargs)
+
+    def fit(**kwargs):
+        batches["n"] = 0
+        model = TSRegressor(teacher="chgnet", **tiny).fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"],
+                                                          **kwargs)
+        return model, batches["n"]
+
+    monkeypatch.setattr(training, "batch_losses", counted_losses)
+    straight, straight_batches = fit()
+    monkeypatch.setattr(resume, "SAVE_EVERY_S", 0.0)  # save every epoch
+    real_write, writes = resume.atomic_write, {"n": 0}
+
+    def stop_in_step2(path, write):
+        real_write(path, write)
+        writes["n"] += path.name == "step2.pt"
+        if writes["n"] == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume, "atomic_write", stop_in_step2)
+    folder = tmp_path / "state"
+    with pytest.raises(KeyboardInterrupt):
+        fit(resume_dir=folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["step1.pt", "step2.pt"]
+    done_before = batches["n"]
+    monkeypatch.setattr(resume, "atomic_write", real_write)
+    resumed, resumed_batches = fit(resume_dir=folder)
+    assert resumed_batches == straight_batches - done_before  # no epoch trained twice
+    np.testing.assert_equal(resumed.history_, straight.history_)  # NaN where a step has no target loss
+    np.testing.assert_array_equal(resumed.predict(ci_data["X_test"]), straight.predict(ci_data["X_test"]))
+    again, again_batches = fit(resume_dir=folder)  # both steps done: nothing to train
+    assert again_batches == 0
+    np.testing.assert_array_equal(again.predict(ci_data["X_test"]), straight.predict(ci_data["X_test"]))
+    with pytest.raises(ValueError, match="state of another fit"):  # other settings: refused before any training
+        TSRegressor(teacher="chgnet", **{**tiny, "epochs": 41}).fit(ci_data["X"], ci_data["y"], resume_dir=folder,
+                                                                     structures=ci_data["structures"])
+    with pytest.raises(ValueError, match="integer random_state"):
+        TSRegressor(teacher=None, **{**tiny, "random_state": None}).fit(ci_data["X"], ci_data["y"],
+                                                                         resume_dir=tmp_path / "other")

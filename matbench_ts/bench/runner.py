@@ -2,7 +2,8 @@
 :class:`~matbench_ts.TSRegressor`, each stored as one JSON file as soon as it finishes.
 
 * **Resumable**: a run whose JSON exists is skipped; results are written atomically
-  (temporary file + ``os.replace``), so an interrupted grid loses at most the runs in flight.
+  (temporary file + ``os.replace``), and a run in flight keeps its training state beside its
+  would-be result (``<run>.partial/``), so an interrupted grid loses at most a minute of each.
 * **Safe**: ``config.json`` in the output directory records the settings; a rerun with other
   model/data settings is refused (:class:`ConfigMismatchError`). Harmless fields
   (:data:`HARMLESS_FIELDS`) may change, and grid axes (:data:`GRID_FIELDS`) may be extended.
@@ -18,6 +19,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import threading
 import time
@@ -549,6 +551,12 @@ def classification_scores(labels: np.ndarray, proba: np.ndarray) -> dict[str, An
             "balanced_accuracy": float(balanced_accuracy_score(labels, predicted))}
 
 
+def partial_dir(path: Path) -> Path:
+    """Where a run's fit keeps its training state until its result is written: a stopped run
+    goes on from there (at most a minute lost) instead of from its first epoch."""
+    return path.with_suffix(".partial")
+
+
 def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, Any]:
     from .. import TSClassifier, TSRegressor, __version__
 
@@ -559,7 +567,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
         train_all, test = inner_split(train_all, config.inner_validation, task=task.name, fold=spec.fold)
     train = train_all[fraction_indices(len(train_all), spec.fraction, task=task.name, fold=spec.fold, seed=spec.seed)]
     kwargs = estimator_kwargs(config, spec.student, spec.teacher, spec.strategy, spec.seed, n_train=len(train))
-    fit_kwargs: dict[str, Any] = {}
+    fit_kwargs: dict[str, Any] = {"resume_dir": partial_dir(path)}
     n_pretrain = n_excluded = 0
     if kwargs["teacher"] is not None:
         fit_kwargs["structures"] = task.structures(train)
@@ -682,6 +690,7 @@ def execute_run(spec: RunSpec, config: BenchConfig) -> dict[str, Any]:
         return {"run_id": spec.run_id, "status": "failed", "error": error}
     atomic_write_json(path, result)
     failed_note.unlink(missing_ok=True)
+    shutil.rmtree(partial_dir(path), ignore_errors=True)  # the result is the run's state now
     return {"run_id": spec.run_id, "status": "done", "metric": result["metric"], "score": result[result["metric"]],
             "wall_time_s": result["wall_time_s"]}
 
