@@ -241,7 +241,8 @@ class TeacherStudentEstimator(BaseEstimator):
         makes step 1 run on that set instead of the fit data. ``resume_dir`` (needs an integer
         ``random_state``) keeps the training state in that folder, at most a minute old: the
         same fit again, after an interruption, continues from there and ends as an
-        uninterrupted fit would (see :mod:`matbench_ts.resume`).
+        uninterrupted fit would (see :mod:`matbench_ts.resume`); ``epochs_resumed_`` then
+        says how many epochs of each step were loaded rather than trained.
         """
         self._check_params()
         if resume_dir is not None and not _is_integer(self.random_state):
@@ -409,7 +410,7 @@ class TeacherStudentEstimator(BaseEstimator):
                     patience=self.patience, verbose=self.verbose, amp=bool(self.mixed_precision),
                     objective=objective, pos_weight=self._pos_weight(y, train_idx))
         batch_size = lambda n_rows: self.batch_size or recipe.batch_size_for(n_rows)  # noqa: E731
-        self.history_ = []
+        self.history_, self.epochs_resumed_ = [], {}
         train, val = rows.subset(train_idx), rows.subset(val_idx)
         emb_val = val  # where the embedding loss of the fit rows is monitored (step 1, and step 2 with beta=0)
         monitors_emb = (self.epochs_step1 > 0 and pretrain_emb is None) or self.beta == 0
@@ -440,13 +441,14 @@ class TeacherStudentEstimator(BaseEstimator):
         self.history_ += self._train_step(model, train, val if self.beta > 0 else emb_val, config, device, rng, state)
         self.model_ = model.cpu().eval()
 
-    @staticmethod
-    def _train_step(model, train, val, config, device, rng, state: FitState | None):
+    def _train_step(self, model, train, val, config, device, rng, state: FitState | None):
         """``train_step``, saving to and resuming from ``state`` when there is one."""
         if state is None:
             return train_step(model, train, val, config, device, rng)
-        return train_step(model, train, val, config, device, rng, checkpoint=state.saver(config.name),
-                          resume=state.load(config.name))
+        resume = state.load(config.name)
+        if resume is not None:  # fit times then cover only the epochs trained in this call
+            self.epochs_resumed_[config.name] = resume["epoch"]
+        return train_step(model, train, val, config, device, rng, checkpoint=state.saver(config.name), resume=resume)
 
     # -------------------------------------------------------------- predict
     def _student_outputs(self, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -404,10 +404,11 @@ def test_an_interrupted_fit_resumes_to_the_same_model(ci_data, tiny, tmp_path, m
     monkeypatch.setattr(resume, "atomic_write", real_write)
     resumed, resumed_batches = fit(resume_dir=folder)
     assert resumed_batches == straight_batches - done_before  # no epoch trained twice
+    assert straight.epochs_resumed_ == {} and resumed.epochs_resumed_["step 2"] == 5
     np.testing.assert_equal(resumed.history_, straight.history_)  # NaN where a step has no target loss
     np.testing.assert_array_equal(resumed.predict(ci_data["X_test"]), straight.predict(ci_data["X_test"]))
     again, again_batches = fit(resume_dir=folder)  # both steps done: nothing to train
-    assert again_batches == 0
+    assert again_batches == 0 and again.epochs_resumed_["step 2"] == sum(h["step"] == "step 2" for h in straight.history_)
     np.testing.assert_array_equal(again.predict(ci_data["X_test"]), straight.predict(ci_data["X_test"]))
     with pytest.raises(ValueError, match="state of another fit"):  # other settings: refused before any training
         TSRegressor(teacher="chgnet", **{**tiny, "epochs": 41}).fit(ci_data["X"], ci_data["y"], resume_dir=folder,

@@ -623,6 +623,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
                       if config.inner_validation else "test fold"),
         "recipe": dataclasses.asdict(model.recipe_), "calibration": None if y_std is None else calibration(y_test, y_pred, y_std),
         "alpha": float(model.alpha_), "alpha_rule": model.alpha_rule_, "epochs_run": {s: steps.count(s) for s in dict.fromkeys(steps)},
+        "epochs_resumed": model.epochs_resumed_,  # loaded from <run>.partial/: fit_time_s is this sitting's
         "teacher_mae": probe.get("teacher_mae"), "teacher_probe": probe.get("teacher_probe"),
         "n_teacher_test": probe.get("n_teacher_test"),
         "teacher_info": {**teacher_provenance(provenance_teacher, task.name, kwargs["teacher_params"]),
