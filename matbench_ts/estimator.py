@@ -273,8 +273,7 @@ class TeacherStudentEstimator(BaseEstimator):
         if resume_dir is not None:
             params = {**self.get_params(deep=False), "pretrained": None if checkpoint is None else checkpoint.id,
                       "recipe": dataclasses.asdict(self._recipe())}  # what "auto" resolves to today
-            state = FitState(resume_dir, fit_key(params, compositions, y, structs, pretrain))
-            state.check()
+            state = FitState(resume_dir, fit_key(params, compositions, y, structs, pretrain))  # another fit's: refused
         if hasattr(teacher, "get_params") and teacher.get_params().get("random_state", 0) is None:
             teacher.set_params(random_state=self.random_state)  # a trained teacher is reproducible too
         self.pretrained_id_ = None if checkpoint is None else checkpoint.id

@@ -37,19 +37,18 @@ def fit_key(params: dict[str, Any], compositions: Sequence[Any], y: Any, structu
 
 
 class FitState:
-    """The saved steps of one fit in ``folder``, tagged with the fit's :func:`fit_key`."""
+    """The saved steps of one fit in ``folder``, tagged with the fit's :func:`fit_key`.
+
+    The saved steps are read once, here: state of another fit raises ValueError before any work.
+    """
 
     def __init__(self, folder: str | Path, key: str) -> None:
         self.folder = Path(folder)
         self.key = key
+        self._saved = {path.name: self._read(path) for path in sorted(self.folder.glob("*.pt"))}
 
     def _path(self, step: str) -> Path:
         return self.folder / f"{step.replace(' ', '')}.pt"
-
-    def check(self) -> None:
-        """ValueError when the folder holds state of another fit (before any work is done)."""
-        for path in sorted(self.folder.glob("*.pt")):
-            self._read(path)
 
     def _read(self, path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: numpy rng states inside
@@ -59,9 +58,8 @@ class FitState:
         return state
 
     def load(self, step: str) -> dict[str, Any] | None:
-        """The saved state of ``step``, or None when it has none yet."""
-        path = self._path(step)
-        return self._read(path) if path.exists() else None
+        """The saved state of ``step``, or None when it has none yet (handed over once: it is not kept)."""
+        return self._saved.pop(self._path(step).name, None)
 
     def saver(self, step: str) -> Callable[[dict[str, Any]], None]:
         """The ``checkpoint`` callback of ``train_step`` for ``step``: writes at most every
