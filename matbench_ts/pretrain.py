@@ -2,8 +2,9 @@
 structure library, once, and save it as a checkpoint (:mod:`matbench_ts.pretrained`).
 
 Resumable: the library's teacher embeddings go through the teacher cache chunk by chunk and
-are then kept beside the output (``<out>.work/``), and training saves its full state after
-every epoch, so a second call with the same arguments goes on where the first stopped.
+are then kept beside the output (``<out>.work/``), and training saves its full state there
+(:class:`~matbench_ts.resume.FitState`), so a second call with the same arguments goes on where
+the first stopped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import torch
 from pymatgen.core import Composition
@@ -29,6 +31,7 @@ from .device import resolve_device, seeded_torch
 from .inputs import parse_structure
 from .pretrained import FORMAT, full_student_params, pack_formulas
 from .recipe import resolve_recipe
+from .resume import FitState
 from .students import make_student
 from .teachers import embeddable_mask, frozen_cache_id, make_teacher, unembeddable_element
 from .training import Rows, StepConfig, StudentWithProjection, evaluate, train_step
@@ -36,6 +39,8 @@ from .training import Rows, StepConfig, StudentWithProjection, evaluate, train_s
 #: The default library: every Materials Project structure in the offline data, de-duplicated by id.
 DEFAULT_LIBRARY = ("matbench_mp_e_form.jsonl.gz", "mp2018_eform_gap.jsonl.gz")
 ID_COLUMNS = ("mp_id", "id")
+#: The training step's name (in the history and the state file's name).
+STEP = "pretrain"
 VERSIONED = ("matbench-ts", "torch", "crabnet", "aviary-models", "chgnet", "pymatgen")
 
 
@@ -139,11 +144,6 @@ def exclusion_formulas(spec: str | None, data_dir: str | None = None) -> tuple[s
         task = load_task(name, data_dir)
         formulas |= {reduced_formula(c) for c in task.frame["composition"]}
     return formulas - {None}, names
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    # readable by all: checkpoints are shared and shipped
-    atomic_write(path, lambda fh: torch.save(obj, fh), mode=0o644)
 
 
 def embed_library(library: Library, teacher: Any, teacher_id: str, work: Path, cache_dir: str | None,
@@ -263,24 +263,25 @@ def pretrain(
     std = np.where(std > 1e-8, std, 1.0).astype(np.float32)
     scaled = ((emb - mean) / std).astype(np.float32)
     settings = _settings(epochs, recipe_used, learning_rate, batch_size, patience, lib["key"], random_state, params)
-    state_path = work / "state.pt"
-    resume = torch.load(state_path, map_location="cpu", weights_only=False) if state_path.exists() else None
-    if resume is not None and resume.get("settings") != settings:
-        raise ValueError(f"{state_path} was written with other settings: delete {work} to start afresh")
-    if resume is not None and resume.get("done") and out.exists() and out.stat().st_mtime >= state_path.stat().st_mtime:
+    try:
+        state = FitState(work, joblib.hash(settings))
+    except ValueError:
+        raise ValueError(f"{work} holds the state of a pretraining with other settings: "
+                         "delete it to start afresh") from None
+    resume = state.load(STEP)
+    if resume is not None and resume["done"] and out.exists() and out.stat().st_mtime >= state.path(STEP).stat().st_mtime:
         return out  # finished and written: the same call again leaves the file (and its hash) as it is
     dev = resolve_device(device)
     with seeded_torch(random_state, dev):
         model = StudentWithProjection(make_student(student, params), emb.shape[1]).to(dev)
         items = model.student.encode([Composition(c) for c in lib["compositions"]])
         all_rows = Rows(items, None, scaled)
-        config = StepConfig("pretrain", epochs, 1.0, 0.0, recipe=recipe_used,
+        config = StepConfig(STEP, epochs, 1.0, 0.0, recipe=recipe_used,
                             learning_rate=float(learning_rate or recipe_used.learning_rate),
                             batch_size=batch_size or recipe_used.batch_size_for(len(train_idx)), patience=patience,
                             verbose=verbose)
         history = train_step(model, all_rows.subset(train_idx), all_rows.subset(val_idx), config, dev, rng,
-                             checkpoint=lambda state: _atomic_torch_save({**state, "settings": settings}, state_path),
-                             resume=resume)
+                             checkpoint=state.saver(STEP), resume=resume)
     model = model.cpu().eval()
     val_loss = evaluate(model, all_rows.subset(val_idx), 4096, torch.device("cpu")).emb
     checkpoint = {
@@ -308,7 +309,7 @@ def pretrain(
         "versions": _versions(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    _atomic_torch_save(checkpoint, out)
+    atomic_write(out, lambda fh: torch.save(checkpoint, fh), mode=0o644)  # readable by all: shared and shipped
     return out
 
 

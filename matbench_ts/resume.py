@@ -47,7 +47,8 @@ class FitState:
         self.key = key
         self._saved = {path.name: self._read(path) for path in sorted(self.folder.glob("*.pt"))}
 
-    def _path(self, step: str) -> Path:
+    def path(self, step: str) -> Path:
+        """The file that holds the state of ``step``."""
         return self.folder / f"{step.replace(' ', '')}.pt"
 
     def _read(self, path: Path) -> dict[str, Any]:
@@ -59,12 +60,12 @@ class FitState:
 
     def load(self, step: str) -> dict[str, Any] | None:
         """The saved state of ``step``, or None when it has none yet (handed over once: it is not kept)."""
-        return self._saved.pop(self._path(step).name, None)
+        return self._saved.pop(self.path(step).name, None)
 
     def saver(self, step: str) -> Callable[[dict[str, Any]], None]:
         """The ``checkpoint`` callback of ``train_step`` for ``step``: writes at most every
         :data:`SAVE_EVERY_S` seconds (tiny epochs would otherwise spend their time writing) and at the end."""
-        path, last = self._path(step), [time.monotonic()]
+        path, last = self.path(step), [time.monotonic()]
 
         def save(state: dict[str, Any]) -> None:
             if state["done"] or time.monotonic() - last[0] >= SAVE_EVERY_S:

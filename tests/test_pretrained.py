@@ -95,23 +95,23 @@ def test_a_library_read_once_gives_the_same_checkpoint(tmp_path, library_without
 
 def test_pretrain_resumes_to_the_same_checkpoint(tmp_path, library_without_test_fold, cache_dir, monkeypatch):
     """An interrupted pretraining goes on from its last epoch and ends where an uninterrupted one does."""
-    import matbench_ts.pretrain as module
+    import matbench_ts.resume as resume
 
     straight = pretrain(tmp_path / "a.pt", [library_without_test_fold], epochs=6, cache_dir=cache_dir, **PRETRAIN)
-    calls = {"n": 0}
-    real_save = module._atomic_torch_save
+    monkeypatch.setattr(resume, "SAVE_EVERY_S", 0.0)  # save every epoch
+    real_write, writes = resume.atomic_write, {"n": 0}
 
-    def crash_after_three_epochs(obj, path):
-        real_save(obj, path)
-        calls["n"] += 1
-        if calls["n"] == 3:
+    def crash_after_three_epochs(path, write):
+        real_write(path, write)
+        writes["n"] += 1
+        if writes["n"] == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(module, "_atomic_torch_save", crash_after_three_epochs)
+    monkeypatch.setattr(resume, "atomic_write", crash_after_three_epochs)
     with pytest.raises(KeyboardInterrupt):
         pretrain(tmp_path / "b.pt", [library_without_test_fold], epochs=6, cache_dir=cache_dir, **PRETRAIN)
-    monkeypatch.setattr(module, "_atomic_torch_save", real_save)
-    assert not (tmp_path / "b.pt").exists() and (tmp_path / "b.pt.work" / "state.pt").exists()
+    monkeypatch.setattr(resume, "atomic_write", real_write)
+    assert not (tmp_path / "b.pt").exists() and (tmp_path / "b.pt.work" / "pretrain.pt").exists()
     resumed = pretrain(tmp_path / "b.pt", [library_without_test_fold], epochs=6, cache_dir=cache_dir, **PRETRAIN)
     a, b = load(straight).data, load(resumed).data
     assert a["epochs"] == b["epochs"] == 6
