@@ -1,4 +1,4 @@
-"""Demo: plain student, teacher-student and pretrained student with 5% of the training data, on two Matbench tasks.
+"""Demo: plain student, teacher-student and pretrained students with 5% of the training data, on two Matbench tasks.
 
 Runs offline on the rebuilt Matbench structure tasks in ``<data>/matbench_proxy`` (see the data
 README): perovskites (formation energy; each formula has polymorphs of very different energy,
@@ -12,6 +12,9 @@ The models (the first two with the same student and settings, so only the teache
   (``--pretrained``), fine-tuned on the 5% rows with their formulas only: no teacher, no structure.
   The default checkpoint is the leak-safe one, built without any formula of these tasks; it has
   the checkpoint's (CPU) size, not the demo's;
+- ``pretrained_ts``: the same checkpoint guided by the teacher on the 5% rows and their
+  structures: what ``TSRegressor(teacher="chgnet")`` does by default (from ``crabnet-chgnet-mp``,
+  whose library holds these tasks' structures; the demo's checkpoint does not);
 - ``ts_transfer``: step 1 on a larger set of structures *without targets* from the same
   training fold (``--library-size``), then step 2 on the 5% rows: the small-data case where
   structures are plentiful and labels are not. No test-fold structure is used.
@@ -84,6 +87,8 @@ def run_fold(df: pd.DataFrame, fold: int, args: argparse.Namespace) -> dict:
             ("ts", dict(teacher=args.teacher, **DEMO_SETTINGS), dict(structures=structures))]
     if args.pretrained:
         runs.append(("pretrained", dict(teacher=None, pretrained=args.pretrained, **PRETRAINED_SETTINGS), {}))
+        runs.append(("pretrained_ts", dict(teacher=args.teacher, pretrained=args.pretrained, **PRETRAINED_SETTINGS),
+                     dict(structures=structures)))
     if args.library_size > 0:
         library = pool.sample(n=min(args.library_size, len(pool)), random_state=args.seed + 1)
         runs.append(("ts_transfer", dict(teacher=args.teacher, **DEMO_SETTINGS),

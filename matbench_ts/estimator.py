@@ -37,6 +37,9 @@ ALPHA_RULES = ("auto-init", "auto-step2")
 AUTO_ALPHA_RULE = "auto-step2"
 #: The names ``alpha`` accepts besides a number.
 ALPHA_NAMES = ("auto", *ALPHA_RULES)
+#: What ``pretrained="auto"`` starts from: the shipped CrabNet aligned to CHGNet, for a CrabNet of default
+#: sizes taught by CHGNet (issue #11's item 5, decided on inner validation: docs/results.md).
+AUTO_PRETRAINED = "crabnet-chgnet-mp"
 
 
 def _is_integer(value: Any) -> bool:
@@ -63,10 +66,13 @@ class TeacherStudentEstimator(BaseEstimator):
         Composition model; its embedding is the input of its final linear layer.
     teacher_params, student_params : dict, optional
         Keyword arguments of the teacher and student constructors (model sizes...).
-    pretrained : str, path or None
+    pretrained : "auto", str, path or None
         Start from a pretrained student (``matbench_ts.pretrained.available()`` names the shipped
         ones; a path reads a file made by ``matbench-ts pretrain``): its embedding is already
         aligned to a structure teacher on a library of structures, so step 1 is not run again.
+        ``"auto"`` (``TSRegressor``'s default) is :data:`AUTO_PRETRAINED` when the student is a
+        CrabNet of default sizes (``student="crabnet"``, no ``student_params``) taught by CHGNet
+        (``teacher="chgnet"``), and no checkpoint otherwise; ``None`` never starts from one.
         The student and its sizes come from the checkpoint (``student`` must name the same
         student; ``student_params`` may only repeat its sizes). With ``teacher=None`` the student
         is fine-tuned on the targets alone: no structure and no teacher is needed. With the
@@ -130,7 +136,7 @@ class TeacherStudentEstimator(BaseEstimator):
         *,
         teacher_params: dict[str, Any] | None = None,
         student_params: dict[str, Any] | None = None,
-        pretrained: str | None = None,
+        pretrained: str | None = "auto",
         alpha: float | str = "auto",
         beta: float = 1.0,
         epochs: int = 300,
@@ -211,11 +217,19 @@ class TeacherStudentEstimator(BaseEstimator):
             # torch generators are seeded from it, so a RandomState instance cannot stand in
             raise ValueError(f"random_state must be None or an integer, got {type(self.random_state).__name__}")
 
-    def _checkpoint(self) -> Checkpoint | None:
+    def _pretrained_name(self, own_step1: bool = False) -> str | None:
+        """``pretrained`` with ``"auto"`` resolved (``own_step1``: the fit brings ``pretrain_structures``)."""
+        if self.pretrained != "auto":
+            return self.pretrained
+        default_crabnet = self.student == "crabnet" and self.student_params is None
+        return AUTO_PRETRAINED if default_crabnet and self.teacher == "chgnet" and not own_step1 else None
+
+    def _checkpoint(self, own_step1: bool = False) -> Checkpoint | None:
         """The pretrained checkpoint, checked against ``student``/``student_params`` (None without one)."""
-        if self.pretrained is None:
+        name = self._pretrained_name(own_step1)
+        if name is None:
             return None
-        checkpoint = load_checkpoint(self.pretrained)
+        checkpoint = load_checkpoint(name)
         check_student_matches(checkpoint, self.student, self.student_params)
         return checkpoint
 
@@ -259,7 +273,7 @@ class TeacherStudentEstimator(BaseEstimator):
         if self.beta == 0 and all(s is None for s in structs):
             raise ValueError("beta=0 trains on the embedding loss only, but no row of X has a structure")
         pretrain = []
-        checkpoint = self._checkpoint()
+        checkpoint = self._checkpoint(own_step1=pretrain_structures is not None)
         if checkpoint is not None and pretrain_structures is not None:
             raise ValueError(f"pretrained={self.pretrained!r} already holds step 1: pretrain_structures cannot be "
                              "added; leave one of them out")

@@ -176,6 +176,26 @@ def test_regressor_from_checkpoint(checkpoint, ci_data, cache_dir):
     assert guided.alpha_ > 0 and "step 1" not in {h["step"] for h in guided.history_}
 
 
+def test_default_crabnet_taught_by_chgnet_starts_from_the_shipped_checkpoint(ci_data, cache_dir):
+    """pretrained="auto": the shipped CrabNet for the default student with CHGNet, nothing otherwise."""
+    from matbench_ts import TSClassifier
+    from matbench_ts.estimator import AUTO_PRETRAINED
+
+    kwargs = dict(epochs=3, epochs_step1=3, cache_dir=cache_dir, random_state=0, verbose=0)
+    X, y, structures = ci_data["X"][:60], ci_data["y"][:60], ci_data["structures"][:60]
+    default = TSRegressor(**kwargs).fit(X, y, structures=structures)
+    assert default.pretrained_id_ == load(AUTO_PRETRAINED).id
+    assert "step 1" not in {h["step"] for h in default.history_}  # the checkpoint holds step 1
+    assert TSRegressor(pretrained=None, **kwargs).fit(X, y, structures=structures).pretrained_id_ is None
+    sized = TSRegressor(student_params=TINY_CRABNET, **kwargs).fit(X, y, structures=structures)
+    assert sized.pretrained_id_ is None and "step 1" in {h["step"] for h in sized.history_}
+    assert TSRegressor(teacher=None, student_params=TINY_CRABNET, **kwargs).fit(X, y).pretrained_id_ is None
+    assert TSRegressor(teacher=None, **kwargs).fit(X, y).pretrained_id_ is None  # formulas only: the plain student
+    own_library = TSRegressor(**kwargs).fit(X, y, structures=structures, pretrain_structures=structures[:30])
+    assert own_library.pretrained_id_ is None  # a step-1 library of one's own replaces the checkpoint
+    assert TSClassifier(**kwargs).get_params()["pretrained"] is None  # decided for regression only
+
+
 def test_checkpoint_clashes_are_refused_before_work(checkpoint, ci_data):
     X, y = ci_data["X"], ci_data["y"]
     with pytest.raises(ValueError, match="clash"):

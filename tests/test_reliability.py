@@ -321,7 +321,8 @@ def test_demo_prints_its_table_and_nothing_else(tmp_path, cache_dir):
     assert result.stderr == ""
     assert "initialized" not in result.stdout and "Warning" not in result.stdout
     assert "mean MAE over folds:" in result.stdout and (tmp_path / "demo_parity.png").exists()
-    assert "mae_pretrained" in result.stdout  # the shipped student, formulas only
+    assert "mae_pretrained " in result.stdout  # the shipped student, formulas only
+    assert "mae_pretrained_ts" in result.stdout  # and guided by the teacher: the default with a teacher
 
 
 def test_embeddings_computed_elsewhere_are_served_from_the_cache(ci_data, tmp_path):

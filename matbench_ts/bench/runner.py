@@ -228,6 +228,8 @@ def estimator_kwargs(
                   cache_dir=config.cache_dir, device=config.device, verbose=config.verbose)
     if strategy in PRETRAINED:  # the student and its sizes come from the checkpoint
         kwargs.update(pretrained=config.pretrained, student_params=None)
+    else:  # a strategy means what it says, whatever the estimator's default
+        kwargs["pretrained"] = None
     if strategy in NO_TEACHER or teacher is None:
         kwargs.update(teacher=None, teacher_params=None)
     else:
