@@ -22,7 +22,7 @@ from matbench_ts.recipe import resolve_recipe
 from matbench_ts.students import make_student
 from matbench_ts.training import Rows, StepConfig, StudentWithProjection, train_step
 
-from conftest import CI_SET, TINY_CRABNET
+from conftest import CI_SET, TINY_CRABNET, TINY_ROOST
 
 TINY_PARAMS = {**TINY_CRABNET, "out_hidden": list(TINY_CRABNET["out_hidden"])}
 PRETRAIN = dict(student="crabnet", student_params=TINY_CRABNET, recipe="plain", learning_rate=2e-3, batch_size=64,
@@ -174,6 +174,28 @@ def test_regressor_from_checkpoint(checkpoint, ci_data, cache_dir):
     mean, std = load(checkpoint).teacher_scaling()
     np.testing.assert_array_equal(guided.teacher_mean_, mean)  # the checkpoint's standardisation
     assert guided.alpha_ > 0 and "step 1" not in {h["step"] for h in guided.history_}
+
+
+def test_roost_checkpoint_pretrains_fine_tunes_and_featurizes(tmp_path, library_without_test_fold, ci_data,
+                                                             cache_dir):
+    """Roost goes through the same path as CrabNet: pretrain, start a fit from it, use it as features."""
+    settings = {**PRETRAIN, "student": "roost", "student_params": TINY_ROOST}
+    ckpt = load(pretrain(tmp_path / "tiny-roost.pt", [library_without_test_fold], epochs=15, cache_dir=cache_dir,
+                         **settings))
+    assert ckpt.data["student"] == "roost" and ckpt.data["student_params"]["elem_fea_len"] == 32
+    history = [h["val_emb"] for h in ckpt.data["history"]]
+    assert min(history) < 0.9 * history[0]  # step 1 learned the alignment (Roost learns it slower than CrabNet)
+    kwargs = dict(recipe="plain", epochs=40, learning_rate=2e-3, batch_size=64, patience=10, cache_dir=cache_dir,
+                  random_state=0, verbose=0)
+    model = TSRegressor(teacher=None, student="roost", pretrained=str(ckpt.path), **kwargs)
+    model.fit(ci_data["X"], ci_data["y"])
+    assert model.pretrained_id_ == ckpt.id and "step 1" not in {h["step"] for h in model.history_}
+    mae = np.abs(model.predict(ci_data["X_test"]) - ci_data["y_test"]).mean()
+    assert mae < 0.8 * np.abs(ci_data["y_test"] - ci_data["y"].mean()).mean()
+    with pytest.raises(ValueError, match="'roost' student"):
+        TSRegressor(teacher=None, student="crabnet", pretrained=str(ckpt.path)).fit(ci_data["X"], ci_data["y"])
+    features = PretrainedFeaturizer(str(ckpt.path)).fit(ci_data["X"]).transform(ci_data["X_test"])
+    assert features.shape == (60, ckpt.build().projection.in_features) and np.isfinite(features).all()
 
 
 def test_default_crabnet_taught_by_chgnet_starts_from_the_shipped_checkpoint(ci_data, cache_dir):
