@@ -157,7 +157,7 @@ def cmd_build(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
-    from matbench_ts.bench.runner import preset_student_params
+    from matbench_ts.bench.config import preset_student_params
     from matbench_ts.pretrain import pretrain
 
     torch.set_num_threads(2)

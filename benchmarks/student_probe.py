@@ -23,7 +23,9 @@ import pandas as pd
 import torch
 from matbench_ts import TSRegressor
 from matbench_ts.bench.data import fraction_indices, load_task
-from matbench_ts.bench.runner import PRETRAIN_MAX, BenchConfig, estimator_kwargs, library_pretrain, ridge_probe
+from matbench_ts.bench.config import PRETRAIN_MAX, BenchConfig, estimator_kwargs
+from matbench_ts.bench.runner import library_pretrain
+from matbench_ts.bench.scores import ridge_probe
 from matbench_ts.cache import TeacherCache
 from teacher_diagnostics import kernel_probe, probe_mae
 

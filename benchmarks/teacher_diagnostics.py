@@ -33,7 +33,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from matbench_ts.bench.data import composition_floor, fraction_indices, load_task, reduced_formula
-from matbench_ts.bench.runner import ridge_probe
+from matbench_ts.bench.scores import ridge_probe
 from matbench_ts.cache import TeacherCache
 from matbench_ts.teachers.chgnet import CHGNetTeacher
 

@@ -109,7 +109,7 @@ def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .bench.runner import PRETRAIN_MAX, STRATEGIES
+    from .bench.config import PRETRAIN_MAX, STRATEGIES
     from .pretrain import DEFAULT_LIBRARY
 
     parser = argparse.ArgumentParser(prog="matbench-ts",
@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench.runner import BenchConfig, run_grid
+    from .bench.config import BenchConfig
+    from .bench.runner import run_grid
 
     config = BenchConfig(
         out=args.out, tasks=args.tasks, fractions=args.fractions, strategies=args.strategies, folds=args.folds,
@@ -240,7 +241,7 @@ def _embed(args: argparse.Namespace) -> int:
 def _pretrain(args: argparse.Namespace) -> int:
     import torch
 
-    from .bench.runner import preset_student_params
+    from .bench.config import preset_student_params
     from .pretrain import exclusion_formulas, pretrain
     from .pretrained import load
 
@@ -285,7 +286,8 @@ def _submit(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``matbench-ts`` command."""
     args = build_parser().parse_args(argv)
-    from .bench.runner import ConfigMismatchError, GridInterrupted
+    from .bench.config import ConfigMismatchError
+    from .bench.runner import GridInterrupted
 
     try:
         return {"bench": _bench, "report": _report, "embed": _embed, "submit": _submit,

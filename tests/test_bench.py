@@ -30,7 +30,8 @@ from matbench_ts.bench.data import (
     load_task,
 )
 from matbench_ts.bench.report import leaderboard_refs, strategy_label, write_report
-from matbench_ts.bench.runner import check_grid, teacher_provenance
+from matbench_ts.bench.config import teacher_provenance
+from matbench_ts.bench.runner import check_grid
 from matbench_ts.cli import main
 
 DATA = Path(os.environ.get("MATBENCH_TS_DATA", Path(__file__).parents[1] / ".." / "shared" / "data")).resolve()
@@ -446,7 +447,7 @@ def test_strategy_labels_keep_alpha_rules_and_step1_libraries_apart():
 
 
 def test_cpu_profile_uses_published_sizes_on_small_data():
-    from matbench_ts.bench.runner import PROFILES, BenchConfig, estimator_kwargs
+    from matbench_ts.bench.config import PROFILES, BenchConfig, estimator_kwargs
 
     config = BenchConfig(out="-", tasks=["x"], profile="cpu", strategies=["baseline"])
     small = estimator_kwargs(config, "crabnet", None, "baseline", 0, n_train=250)

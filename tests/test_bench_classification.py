@@ -13,7 +13,7 @@ from conftest import DATA_DIR
 
 from matbench_ts.bench.data import load_local_task, load_task
 from matbench_ts.bench.report import write_report
-from matbench_ts.bench.runner import BenchConfig, run_grid
+from matbench_ts.bench import BenchConfig, run_grid
 from matbench_ts.bench.submit import CLASSIFICATION_NOTE, make_submission
 
 QUICK = dict(epochs=12, epochs_step1=4, recipe="plain", learning_rate=2e-3)

@@ -132,7 +132,7 @@ def test_out_without_finished_runs_takes_a_new_configuration(tmp_path, cache_dir
     out = tmp_path / "out"
     (out / "runs").mkdir(parents=True)
     first = tiny_config(out, cache_dir, estimator_params=dict(epochs=3))
-    from matbench_ts.bench.runner import prepare_out
+    from matbench_ts.bench.config import prepare_out
 
     prepare_out(first)  # config.json of a grid interrupted before any run finished
     summary = run_grid(tiny_config(out, cache_dir, estimator_params=dict(epochs=2)))
@@ -141,7 +141,7 @@ def test_out_without_finished_runs_takes_a_new_configuration(tmp_path, cache_dir
 
 
 def test_equivalent_data_dir_and_student_params_are_not_configuration_changes(tmp_path, cache_dir, monkeypatch):
-    from matbench_ts.bench.runner import PROFILES, ConfigMismatchError
+    from matbench_ts.bench.config import PROFILES, ConfigMismatchError
 
     monkeypatch.setenv("MATBENCH_TS_DATA", str(DATA))
     out = tmp_path / "out"

@@ -254,7 +254,7 @@ def test_shipped_checkpoints_load_offline():
 
 
 def test_harness_records_what_the_checkpoint_saw(tmp_path, checkpoint, cache_dir):
-    from matbench_ts.bench.runner import BenchConfig, run_grid
+    from matbench_ts.bench import BenchConfig, run_grid
 
     config = BenchConfig(out=str(tmp_path / "runs"), tasks=[str(CI_SET)], strategies=["pretrained", "pretrained-ts"],
                          folds=[0, 1], profile="tiny", pretrained=checkpoint, cache_dir=cache_dir, verbose=0,

@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from matbench_ts import TSRegressor
-from matbench_ts.bench.runner import calibration
+from matbench_ts.bench.scores import calibration
 from matbench_ts.recipe import RECIPES, resolve_recipe
 from matbench_ts.students.crabnet import CrabNetStudent
 

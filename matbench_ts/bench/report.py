@@ -48,7 +48,7 @@ def strategy_label(d: dict[str, Any], pretrain_max: int | None = None) -> str:
     (``transfer D1=all``): alpha sweeps, runs made under another rule and larger step-1 sets stay apart.
     A pretrained student whose library held test-fold formulas is labelled ``transductive``."""
     from ..estimator import ALPHA_RULES, AUTO_ALPHA_RULE
-    from .runner import PRETRAIN_MAX
+    from .config import PRETRAIN_MAX
 
     strategy = d["strategy"]
     if strategy == "transfer" and pretrain_max is not None and pretrain_max != PRETRAIN_MAX:

@@ -14,17 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .runner import (
-    NO_TEACHER,
-    STRATEGIES,
-    BenchConfig,
-    RunSpec,
-    atomic_write_json,
-    estimator_kwargs,
-    result_path,
-    run_grid,
-    teacher_provenance,
-)
+from .config import NO_TEACHER, STRATEGIES, BenchConfig, estimator_kwargs, teacher_provenance
+from .runner import RunSpec, result_path, run_grid
+from .store import atomic_write_json
 
 DISPLAY = {"crabnet": "CrabNet", "roost": "Roost", "chgnet": "CHGNet", "alignn": "ALIGNN"}
 BIBTEX = {
@@ -163,7 +155,7 @@ def make_submission(
 ) -> dict[str, Path]:
     """Run the official folds of ``tasks`` and write a Matbench submission into ``out``.
 
-    ``config_kwargs`` go to :class:`~matbench_ts.bench.runner.BenchConfig` (profile,
+    ``config_kwargs`` go to :class:`~matbench_ts.bench.config.BenchConfig` (profile,
     estimator_params, structure_library, n_jobs, scheduler, cache_dir...).
     Returns the paths of ``results.json.gz``, ``info.json`` and ``run_submission.py``.
     """
