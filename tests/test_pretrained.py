@@ -27,6 +27,8 @@ from conftest import CI_SET, TINY_CRABNET, TINY_ROOST
 TINY_PARAMS = {**TINY_CRABNET, "out_hidden": list(TINY_CRABNET["out_hidden"])}
 PRETRAIN = dict(student="crabnet", student_params=TINY_CRABNET, recipe="plain", learning_rate=2e-3, batch_size=64,
                 patience=5, random_state=0, verbose=0)
+#: A short fine-tune from a tiny checkpoint on the CI set.
+FINE_TUNE = dict(recipe="plain", epochs=40, learning_rate=2e-3, batch_size=64, patience=10, random_state=0, verbose=0)
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +161,7 @@ def test_crabnet_recipe_state_survives_a_restart(ci_data):
 
 
 def test_regressor_from_checkpoint(checkpoint, ci_data, cache_dir):
-    kwargs = dict(recipe="plain", epochs=40, learning_rate=2e-3, batch_size=64, patience=10, cache_dir=cache_dir,
-                  random_state=0, verbose=0)
+    kwargs = dict(FINE_TUNE, cache_dir=cache_dir)
     formulas_only = TSRegressor(teacher=None, pretrained=checkpoint, **kwargs)
     formulas_only.fit(ci_data["X"], ci_data["y"])
     mae = np.abs(formulas_only.predict(ci_data["X_test"]) - ci_data["y_test"]).mean()
@@ -185,8 +186,7 @@ def test_roost_checkpoint_pretrains_fine_tunes_and_featurizes(tmp_path, library_
     assert ckpt.data["student"] == "roost" and ckpt.data["student_params"]["elem_fea_len"] == 32
     history = [h["val_emb"] for h in ckpt.data["history"]]
     assert min(history) < 0.9 * history[0]  # step 1 learned the alignment (Roost learns it slower than CrabNet)
-    kwargs = dict(recipe="plain", epochs=40, learning_rate=2e-3, batch_size=64, patience=10, cache_dir=cache_dir,
-                  random_state=0, verbose=0)
+    kwargs = dict(FINE_TUNE, cache_dir=cache_dir)
     model = TSRegressor(teacher=None, student="roost", pretrained=str(ckpt.path), **kwargs)
     model.fit(ci_data["X"], ci_data["y"])
     assert model.pretrained_id_ == ckpt.id and "step 1" not in {h["step"] for h in model.history_}
