@@ -112,6 +112,10 @@ phase_bench_checkpoint_roost() {  # leak-safe Roost (cpu size) on the mp2018 str
   "$MTS" pretrain --out $CKPT/roost-chgnet-mp2018-leaksafe.pt --student roost --library mp2018_eform_gap.jsonl.gz \
     --exclude-formulas $EVALUATED --threads 1
 }
+phase_ship_leaksafe_roost() {  # it ships too: Roost's rows (the log_gvrh bar) are reproducible offline
+  phase_bench_checkpoint_roost
+  cp $CKPT/roost-chgnet-mp2018-leaksafe.pt matbench_ts/checkpoints/
+}
 phase_roost_head() {  # issue #11 item 4, Roost on the head tasks: plain Roost and ts, then from its leak-safe checkpoint
   local fraction out=benchmarks/results/pretrained/roost
   for fraction in ${FRACTIONS:-0.05 0.25 1}; do

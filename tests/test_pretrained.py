@@ -282,6 +282,35 @@ def test_harness_records_what_the_checkpoint_saw(tmp_path, checkpoint, cache_dir
         BenchConfig(out=str(tmp_path / "x"), tasks=[str(CI_SET)], strategies=["pretrained"], profile="tiny")
 
 
+def test_harness_binds_an_output_folder_to_the_checkpoint_content(tmp_path, checkpoint):
+    """A moved or renamed checkpoint may go on filling a folder; another file at the same path may not."""
+    import shutil
+
+    from matbench_ts.bench import BenchConfig, ConfigMismatchError
+    from matbench_ts.bench.config import prepare_out
+
+    def config(pretrained):
+        return BenchConfig(out=str(tmp_path / "runs"), tasks=[str(CI_SET)], strategies=["pretrained"], profile="tiny",
+                           pretrained=pretrained)
+
+    prepare_out(config(checkpoint))
+    run = tmp_path / "runs" / "runs" / "ci" / "crabnet__none" / "pretrained" / "frac1_fold0_seed0.json"
+    run.parent.mkdir(parents=True)
+    run.write_text(json.dumps({"status": "done", "pretrained": {"id": load(checkpoint).id}}))
+    moved = tmp_path / "elsewhere" / "renamed.pt"
+    moved.parent.mkdir()
+    shutil.copy(checkpoint, moved)
+    prepare_out(config(str(moved)))  # same content: accepted
+    rebuilt = torch.load(checkpoint, weights_only=True)
+    rebuilt["created"] = "another build"
+    torch.save(rebuilt, moved)
+    with pytest.raises(ConfigMismatchError, match="pretrained: saved .*tiny-chgnet@"):
+        prepare_out(config(str(moved)))
+    with pytest.raises(ConfigMismatchError, match="pretrained"):  # the folder's runs need their checkpoint
+        prepare_out(BenchConfig(out=str(tmp_path / "runs"), tasks=[str(CI_SET)], strategies=["baseline"],
+                                profile="tiny"))
+
+
 def test_pretrain_command(tmp_path, library_without_test_fold, cache_dir, capsys):
     from matbench_ts.cli import main
 

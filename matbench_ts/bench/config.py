@@ -257,6 +257,27 @@ def _effective_params(saved: dict[str, Any], key: str, other: dict[str, Any]) ->
     return json.loads(json.dumps(to_jsonable(value)))
 
 
+def _checkpoint_hash(checkpoint_id: str) -> str:
+    return checkpoint_id.rpartition("@")[2]  # ``name@hash``: the name is the file's, the hash its content's
+
+
+def _other_checkpoints(out: Path, pretrained: str | None) -> list[str]:
+    """Ids of the checkpoints that finished runs in ``out`` recorded and ``pretrained`` is not (by content)."""
+    recorded = set()
+    for path in (out / "runs").rglob("*.json"):
+        checkpoint = json.loads(path.read_text()).get("pretrained") or {}
+        if checkpoint.get("id"):
+            recorded.add(checkpoint["id"])
+    if not recorded:  # runs without a checkpoint do not bind one
+        return []
+    if not pretrained:
+        return sorted(recorded)
+    from ..pretrained import load
+
+    now = _checkpoint_hash(load(pretrained).id)
+    return sorted(i for i in recorded if _checkpoint_hash(i) != now)
+
+
 def prepare_out(config: BenchConfig) -> dict[str, Any]:
     """Create ``out`` and its ``config.json``; refuse a mismatching existing one.
 
@@ -274,8 +295,12 @@ def prepare_out(config: BenchConfig) -> dict[str, Any]:
         ignored = set(HARMLESS_FIELDS) | set(GRID_FIELDS) | set(PARAMS_FIELDS) | {"matbench_ts_version", "resolved"}
         diffs = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
                  if k not in ignored and _setting(k, old.get(k)) != _setting(k, new.get(k))}
-        if old.get("pretrained") is None:  # no run used a checkpoint yet: one may be named now
-            diffs.pop("pretrained", None)
+        # a checkpoint is the same setting when its content is: compared with what the finished runs recorded,
+        # wherever the file lies now (a rebuilt file at the old path is another checkpoint)
+        diffs.pop("pretrained", None)
+        changed = _other_checkpoints(out, new.get("pretrained"))
+        if changed:
+            diffs["pretrained"] = (f"{old.get('pretrained')} ({', '.join(changed)})", new.get("pretrained"))
         for key in PARAMS_FIELDS:  # compared as the settings they give with the profile's presets
             a, b = _effective_params(old, key, new), _effective_params(new, key, old)
             if a != b:
