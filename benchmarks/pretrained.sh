@@ -116,13 +116,13 @@ phase_ship_leaksafe_roost() {  # it ships too: Roost's rows (the log_gvrh bar) a
   phase_bench_checkpoint_roost
   cp $CKPT/roost-chgnet-mp2018-leaksafe.pt matbench_ts/checkpoints/
 }
-phase_roost_head() {  # issue #11 item 4, Roost on the head tasks: plain Roost and ts, then from its leak-safe checkpoint
+phase_roost_head() {  # issue #11 item 4, Roost on the head tasks: plain Roost and ts, then from its shipped leak-safe
+  # checkpoint (the first build's runs, from a file since lost: benchmarks/results/pretrained/roost_first_build/)
   local fraction out=benchmarks/results/pretrained/roost
   for fraction in ${FRACTIONS:-0.05 0.25 1}; do
     local run=(bench --student roost --tasks matbench_log_gvrh,matbench_perovskites --fractions $fraction)
     "${run[@]}" --strategies baseline,ts --out $out/plain
-    "${run[@]}" --strategies pretrained,pretrained-ts --pretrained $CKPT/roost-chgnet-mp2018-leaksafe.pt \
-      --out $out/roost-chgnet-mp2018-leaksafe
+    "${run[@]}" --strategies pretrained,pretrained-ts --pretrained roost-chgnet-mp2018-leaksafe --out $out/shipped-leaksafe
   done
 }
 phase_report() {
