@@ -298,7 +298,9 @@ def prepare_out(config: BenchConfig) -> dict[str, Any]:
         # a checkpoint is the same setting when its content is: compared with what the finished runs recorded,
         # wherever the file lies now (a rebuilt file at the old path is another checkpoint)
         diffs.pop("pretrained", None)
-        changed = _other_checkpoints(out, new.get("pretrained"))
+        # runs record a checkpoint only under a config that names one: otherwise no run file need be read
+        named = old.get("pretrained") is not None or new.get("pretrained") is not None
+        changed = _other_checkpoints(out, new.get("pretrained")) if named else []
         if changed:
             diffs["pretrained"] = (f"{old.get('pretrained')} ({', '.join(changed)})", new.get("pretrained"))
         for key in PARAMS_FIELDS:  # compared as the settings they give with the profile's presets
