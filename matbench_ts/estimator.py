@@ -256,7 +256,9 @@ class TeacherStudentEstimator(BaseEstimator):
         ``random_state``) keeps the training state in that folder, at most a minute old: the
         same fit again, after an interruption, continues from there and ends as an
         uninterrupted fit would (see :mod:`matbench_ts.resume`); ``epochs_resumed_`` then
-        says how many epochs of each step were loaded rather than trained.
+        says how many epochs of each step were loaded rather than trained, and
+        ``seconds_resumed_`` how many seconds earlier calls spent training them (None for a
+        state written before that was recorded).
         """
         self._check_params()
         if resume_dir is not None and not _is_integer(self.random_state):
@@ -423,7 +425,7 @@ class TeacherStudentEstimator(BaseEstimator):
                     patience=self.patience, verbose=self.verbose, amp=bool(self.mixed_precision),
                     objective=objective, pos_weight=self._pos_weight(y, train_idx))
         batch_size = lambda n_rows: self.batch_size or recipe.batch_size_for(n_rows)  # noqa: E731
-        self.history_, self.epochs_resumed_ = [], {}
+        self.history_, self.epochs_resumed_, self.seconds_resumed_ = [], {}, {}
         train, val = rows.subset(train_idx), rows.subset(val_idx)
         emb_val = val  # where the embedding loss of the fit rows is monitored (step 1, and step 2 with beta=0)
         monitors_emb = (self.epochs_step1 > 0 and pretrain_emb is None) or self.beta == 0
@@ -459,8 +461,9 @@ class TeacherStudentEstimator(BaseEstimator):
         if state is None:
             return train_step(model, train, val, config, device, rng)
         resume = state.load(config.name)
-        if resume is not None:  # fit times then cover only the epochs trained in this call
+        if resume is not None:  # this call's fit time then covers only the epochs trained in it
             self.epochs_resumed_[config.name] = resume["epoch"]
+            self.seconds_resumed_[config.name] = resume.get("seconds")
         return train_step(model, train, val, config, device, rng, checkpoint=state.saver(config.name), resume=resume)
 
     # -------------------------------------------------------------- predict

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -257,7 +258,9 @@ def train_step(
 
     ``checkpoint``, when given, receives after each epoch everything the step needs to go on
     (weights, optimiser, schedule, random streams, early-stopping state; ``"done"`` once it has
-    finished); passing that dict back as ``resume`` continues the step where it was.
+    finished; ``"seconds"``, the step's training time so far over all calls, None when it resumed
+    from a state that did not record it); passing that dict back as ``resume`` continues the step
+    where it was.
     """
     recipe = config.recipe
     optimizer = make_optimizer(model, recipe, config.learning_rate)
@@ -275,6 +278,7 @@ def train_step(
     best, best_state, since_best, history, averaged, dry_cycles = np.inf, None, 0, [], 0, 0
     swa_checked, first_epoch = False, 0
     params = list(model.parameters())
+    started, seconds_before = time.monotonic(), 0.0
     if resume is not None:
         model.load_state_dict(resume["model"])
         restore_optimizer(optimizer, params, resume["optimizer"])
@@ -285,7 +289,7 @@ def train_step(
         torch.set_rng_state(resume["torch_rng"])
         if device.type == "cuda" and resume.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(resume["cuda_rng"], device)
-        first_epoch = resume["epoch"]
+        first_epoch, seconds_before = resume["epoch"], resume.get("seconds")
         best, best_state, since_best, history, averaged, dry_cycles, swa_checked = (
             resume["loop"][k] for k in ("best", "best_state", "since_best", "history", "averaged", "dry_cycles",
                                         "swa_checked"))
@@ -301,6 +305,7 @@ def train_step(
             "scheduler": None if scheduler is None else scheduler.state_dict(), "scaler": scaler.state_dict(),
             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "seconds": None if seconds_before is None else seconds_before + time.monotonic() - started,
             "loop": {"best": best, "best_state": best_state, "since_best": since_best, "history": list(history),
                      "averaged": averaged, "dry_cycles": dry_cycles, "swa_checked": swa_checked},
         })

@@ -29,7 +29,7 @@ from matbench_ts.bench.data import (
     load_structure_library,
     load_task,
 )
-from matbench_ts.bench.report import leaderboard_refs, strategy_label, write_report
+from matbench_ts.bench.report import fit_time, leaderboard_refs, strategy_label, write_report
 from matbench_ts.bench.config import teacher_provenance
 from matbench_ts.bench.runner import check_grid
 from matbench_ts.cli import main
@@ -154,6 +154,42 @@ def test_interrupted_grid_resumes_without_duplicate_work(grid):
     assert len(result_files(grid["out"])) == 8
     assert not list(grid["out"].rglob("*.tmp")) and not list(grid["out"].rglob("*.failed"))
     assert not list(grid["out"].rglob("*.partial"))  # a run's training state goes when its result is written
+
+
+def test_a_resumed_run_records_the_fit_time_of_all_its_sittings(tmp_path, cache_dir, monkeypatch):
+    """A run stopped in step 2 and resumed from its <run>.partial/ state records the training time of
+    its earlier sitting too; a run file from before that was counted reads as an unknown fit time."""
+    import time
+
+    import matbench_ts.resume as resume
+
+    out = tmp_path / "out"
+    config = tiny_config(out, cache_dir, fractions=[1.0], strategies=["ts"], folds=[0])
+    monkeypatch.setattr(resume, "SAVE_EVERY_S", 0.0)  # save every epoch
+    real_write, writes = resume.atomic_write, {"n": 0}
+
+    def stop_in_step2(path, write):
+        real_write(path, write)
+        writes["n"] += path.name == "step2.pt"
+        if writes["n"] == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume, "atomic_write", stop_in_step2)
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(config)
+    first_sitting = time.perf_counter() - start
+    monkeypatch.setattr(resume, "atomic_write", real_write)
+    run_grid(config)
+    (path,) = result_files(out)
+    result = json.loads(path.read_text())
+    assert result["epochs_resumed"] == {"step 1": 5, "step 2": 5}
+    earlier = result["fit_time_s"] - result["fit_time_sitting_s"]  # step 1 and 5 epochs of step 2
+    assert 0 < earlier < first_sitting
+    assert fit_time(result) == result["fit_time_s"]
+    before = {k: v for k, v in result.items() if k != "fit_time_sitting_s"}  # fit_time_s was the last sitting's
+    assert math.isnan(fit_time(before))
+    assert fit_time({**before, "epochs_resumed": {}}) == result["fit_time_s"]  # not resumed: whole
 
 
 def test_result_files_hold_scores_and_provenance(grid):

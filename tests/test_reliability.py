@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import numpy as np
 import pytest
@@ -398,18 +399,24 @@ def test_an_interrupted_fit_resumes_to_the_same_model(ci_data, tiny, tmp_path, m
 
     monkeypatch.setattr(resume, "atomic_write", stop_in_step2)
     folder = tmp_path / "state"
+    start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         fit(resume_dir=folder)
+    stopped_after = time.perf_counter() - start
     assert sorted(p.name for p in folder.iterdir()) == ["step1.pt", "step2.pt"]
     done_before = batches["n"]
     monkeypatch.setattr(resume, "atomic_write", real_write)
     resumed, resumed_batches = fit(resume_dir=folder)
     assert resumed_batches == straight_batches - done_before  # no epoch trained twice
     assert straight.epochs_resumed_ == {} and resumed.epochs_resumed_["step 2"] == 5
+    # the training time of what was loaded: all of step 1 and 5 epochs of step 2, spent in the stopped call
+    assert straight.seconds_resumed_ == {} and set(resumed.seconds_resumed_) == {"step 1", "step 2"}
+    assert 0 < sum(resumed.seconds_resumed_.values()) < stopped_after
     np.testing.assert_equal(resumed.history_, straight.history_)  # NaN where a step has no target loss
     np.testing.assert_array_equal(resumed.predict(ci_data["X_test"]), straight.predict(ci_data["X_test"]))
     again, again_batches = fit(resume_dir=folder)  # both steps done: nothing to train
     assert again_batches == 0 and again.epochs_resumed_["step 2"] == sum(h["step"] == "step 2" for h in straight.history_)
+    assert again.seconds_resumed_["step 2"] > resumed.seconds_resumed_["step 2"]  # both calls' step-2 training
     np.testing.assert_array_equal(again.predict(ci_data["X_test"]), straight.predict(ci_data["X_test"]))
     with pytest.raises(ValueError, match="state of another fit"):  # other settings: refused before any training
         TSRegressor(teacher="chgnet", **{**tiny, "epochs": 41}).fit(ci_data["X"], ci_data["y"], resume_dir=folder,

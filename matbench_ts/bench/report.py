@@ -72,6 +72,15 @@ def _run_dirs(run_dir: str | Path | Sequence[str | Path]) -> list[Path]:
 CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "f1", "balanced_accuracy")
 
 
+def fit_time(result: dict[str, Any]) -> float:
+    """A run file's fit time in seconds, over all its sittings; NaN when unknown: a resumed run
+    written before earlier sittings were counted recorded only its last sitting's."""
+    if "fit_time_sitting_s" not in result and any((result.get("epochs_resumed") or {}).values()):
+        return np.nan
+    value = result.get("fit_time_s")
+    return np.nan if value is None else float(value)
+
+
 def _result_row(path: Path, pretrain_max: int | None) -> list[dict[str, Any]]:
     """The scalar fields of one finished regression run file (an empty list for an unfinished one
     or a classification run, see :func:`load_classification_results`)."""
@@ -84,7 +93,7 @@ def _result_row(path: Path, pretrain_max: int | None) -> list[dict[str, Any]]:
         "mae": d["mae"], "rmse": d["rmse"], "dummy_mae": d["dummy_mae"], "n_train": d["n_train"],
         "alpha": d["alpha"], "teacher_mae": np.nan if d.get("teacher_mae") is None else d["teacher_mae"],
         "leaky": d["teacher_info"].get("leaky"), "wall_time_s": d["wall_time_s"],
-        "fit_time_s": d.get("fit_time_s", np.nan), "path": str(path),
+        "fit_time_s": fit_time(d), "path": str(path),
     }]
 
 
@@ -117,7 +126,7 @@ def load_classification_results(run_dir: str | Path | Sequence[str | Path]) -> p
             if d.get("status") == "done" and d.get("kind") == "classification":
                 rows.append({"task": d["task"], "student": d["student"], "teacher": d["teacher"] or "none",
                              "strategy": strategy_label(d, pretrain_max), "fraction": d["fraction"], "fold": d["fold"],
-                             "seed": d["seed"], "n_train": d["n_train"], "fit_time_s": d.get("fit_time_s", np.nan),
+                             "seed": d["seed"], "n_train": d["n_train"], "fit_time_s": fit_time(d),
                              **{m: d[m] for m in CLASSIFICATION_METRICS}})
     return pd.DataFrame(rows)
 

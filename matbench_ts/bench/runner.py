@@ -249,6 +249,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
             arrays["teacher"] = probe["test_embeddings"][pos]
         atomic_save_npz(path.with_suffix(".npz"), **arrays)
     steps = [h["step"] for h in model.history_]
+    earlier = list(model.seconds_resumed_.values())
     result = {
         "run_id": spec.run_id, "status": "done", **dataclasses.asdict(spec), "task": task.name, "kind": task.kind,
         **scores,
@@ -259,7 +260,7 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
                       if config.inner_validation else "test fold"),
         "recipe": dataclasses.asdict(model.recipe_), "calibration": None if y_std is None else calibration(y_test, y_pred, y_std),
         "alpha": float(model.alpha_), "alpha_rule": model.alpha_rule_, "epochs_run": {s: steps.count(s) for s in dict.fromkeys(steps)},
-        "epochs_resumed": model.epochs_resumed_,  # loaded from <run>.partial/: fit_time_s is this sitting's
+        "epochs_resumed": model.epochs_resumed_,  # loaded from <run>.partial/, trained in earlier sittings
         "teacher_mae": probe.get("teacher_mae"), "teacher_probe": probe.get("teacher_probe"),
         "n_teacher_test": probe.get("n_teacher_test"),
         "teacher_info": {**teacher_provenance(provenance_teacher, task.name, kwargs["teacher_params"]),
@@ -269,7 +270,10 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
         "params": estimator_kwargs(config, spec.student, spec.teacher, spec.strategy, spec.seed, jsonable=True,
                                    n_train=len(train)),
         "history": model.history_,
-        "fit_time_s": fit_time, "wall_time_s": time.perf_counter() - start,
+        # a resumed run's fit time adds the earlier sittings' training of the epochs it loaded (their lost
+        # epochs since the last save are retrained in this one); unknown (None) when a state did not record it
+        "fit_time_s": None if None in earlier else fit_time + sum(earlier), "fit_time_sitting_s": fit_time,
+        "wall_time_s": time.perf_counter() - start,
         "device": str(config.device or "auto"), "host": platform.node(), "pid": os.getpid(),
         "dask_worker": _dask_worker(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "matbench_ts_version": __version__,

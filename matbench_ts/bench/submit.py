@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from .config import NO_TEACHER, STRATEGIES, BenchConfig, estimator_kwargs, teacher_provenance
+from .report import fit_time
 from .runner import RunSpec, result_path, run_grid
 from .store import atomic_write_json
 
@@ -181,12 +183,13 @@ def make_submission(
             spec = RunSpec(mb_task.dataset_name, 1.0, strategy, student, teacher if use_teacher else None, fold, seed)
             result = json.loads(result_path(config, spec).read_text())
             by_id = dict(zip(result["predictions"]["ids"], result["predictions"]["y_pred"]))
+            seconds = fit_time(result)
             test_ids = mb_task.get_test_data(fold, as_type="df").index
             params = {
                 "strategy": strategy, "student": student, "teacher": result["teacher"] or "none", "seed": seed,
                 "profile": config.profile, "alpha": result["alpha"], "n_train": result["n_train"],
                 "epochs_run": result["epochs_run"], "teacher_id": result["teacher_info"]["teacher_id"] or "none",
-                "teacher_leaky": str(result["teacher_info"]["leaky"]), "fit_time_s": result["fit_time_s"],
+                "teacher_leaky": str(result["teacher_info"]["leaky"]), "fit_time_s": None if math.isnan(seconds) else seconds,
                 "estimator": {k: v for k, v in result["params"].items() if v is not None},
             }
             std = result["predictions"].get("y_std")
