@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -70,3 +71,21 @@ def fitted_ts(ci_data, cache_dir):
         recipe="plain", learning_rate=2e-3, batch_size=64, patience=10, cache_dir=cache_dir, random_state=0, verbose=0,
     )
     return model.fit(ci_data["X"], ci_data["y"], structures=ci_data["structures"])
+
+
+def stop_fits_in_step2(monkeypatch, after_epochs: int = 5) -> Callable[[], None]:
+    """Make fits with a ``resume_dir`` save their state every epoch and stop (KeyboardInterrupt, as a
+    kill) once step 2 has saved ``after_epochs`` epochs; returns what lets them run through again."""
+    import matbench_ts.resume as resume
+
+    monkeypatch.setattr(resume, "SAVE_EVERY_S", 0.0)
+    real_write, writes = resume.atomic_write, {"n": 0}
+
+    def stop_in_step2(path, write):
+        real_write(path, write)
+        writes["n"] += path.name == "step2.pt"
+        if writes["n"] == after_epochs:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume, "atomic_write", stop_in_step2)
+    return lambda: monkeypatch.setattr(resume, "atomic_write", real_write)

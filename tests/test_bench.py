@@ -161,25 +161,16 @@ def test_a_resumed_run_records_the_fit_time_of_all_its_sittings(tmp_path, cache_
     its earlier sitting too; a run file from before that was counted reads as an unknown fit time."""
     import time
 
-    import matbench_ts.resume as resume
+    from conftest import stop_fits_in_step2
 
     out = tmp_path / "out"
     config = tiny_config(out, cache_dir, fractions=[1.0], strategies=["ts"], folds=[0])
-    monkeypatch.setattr(resume, "SAVE_EVERY_S", 0.0)  # save every epoch
-    real_write, writes = resume.atomic_write, {"n": 0}
-
-    def stop_in_step2(path, write):
-        real_write(path, write)
-        writes["n"] += path.name == "step2.pt"
-        if writes["n"] == 5:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(resume, "atomic_write", stop_in_step2)
+    run_through = stop_fits_in_step2(monkeypatch, after_epochs=5)
     start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         run_grid(config)
     first_sitting = time.perf_counter() - start
-    monkeypatch.setattr(resume, "atomic_write", real_write)
+    run_through()
     run_grid(config)
     (path,) = result_files(out)
     result = json.loads(path.read_text())

@@ -370,8 +370,8 @@ def test_cif_strings_parse_to_pymatgens_structures(ci_data):
 def test_an_interrupted_fit_resumes_to_the_same_model(ci_data, tiny, tmp_path, monkeypatch):
     """fit(resume_dir=...) stopped in step 2 goes on from its saved epoch and ends as a straight fit."""
     import torch
+    from conftest import stop_fits_in_step2
 
-    import matbench_ts.resume as resume
     import matbench_ts.training as training
 
     batches, real_losses = {"n": 0}, training.batch_losses
@@ -388,16 +388,7 @@ def test_an_interrupted_fit_resumes_to_the_same_model(ci_data, tiny, tmp_path, m
 
     monkeypatch.setattr(training, "batch_losses", counted_losses)
     straight, straight_batches = fit()
-    monkeypatch.setattr(resume, "SAVE_EVERY_S", 0.0)  # save every epoch
-    real_write, writes = resume.atomic_write, {"n": 0}
-
-    def stop_in_step2(path, write):
-        real_write(path, write)
-        writes["n"] += path.name == "step2.pt"
-        if writes["n"] == 5:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(resume, "atomic_write", stop_in_step2)
+    run_through = stop_fits_in_step2(monkeypatch, after_epochs=5)
     folder = tmp_path / "state"
     start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
@@ -405,7 +396,7 @@ def test_an_interrupted_fit_resumes_to_the_same_model(ci_data, tiny, tmp_path, m
     stopped_after = time.perf_counter() - start
     assert sorted(p.name for p in folder.iterdir()) == ["step1.pt", "step2.pt"]
     done_before = batches["n"]
-    monkeypatch.setattr(resume, "atomic_write", real_write)
+    run_through()
     resumed, resumed_batches = fit(resume_dir=folder)
     assert resumed_batches == straight_batches - done_before  # no epoch trained twice
     assert straight.epochs_resumed_ == {} and resumed.epochs_resumed_["step 2"] == 5
