@@ -125,6 +125,14 @@ phase_roost_head() {  # issue #11 item 4, Roost on the head tasks: plain Roost a
     "${run[@]}" --strategies pretrained,pretrained-ts --pretrained roost-chgnet-mp2018-leaksafe --out $out/shipped-leaksafe
   done
 }
+phase_roost_seeds() {  # the log_gvrh 5 % bar over seeds 1 and 2 as well (roost_head runs seed 0), then the table
+  local out=benchmarks/results/pretrained/roost
+  local run=(bench --student roost --tasks matbench_log_gvrh --fractions 0.05 --seeds 1,2)
+  "${run[@]}" --strategies baseline --out $out/plain
+  "${run[@]}" --strategies pretrained,pretrained-ts --pretrained roost-chgnet-mp2018-leaksafe --out $out/shipped-leaksafe
+  .venv/bin/python benchmarks/seed_spread.py --task matbench_log_gvrh --fraction 0.05 --student roost \
+    $out/plain $out/shipped-leaksafe > docs/results/pretrained/roost_log_gvrh_seeds.md
+}
 phase_report() {
   local name=${NAME:-crabnet-chgnet-mp2018-bench}
   "$MTS" report benchmarks/results/ts_recipe benchmarks/results/pretrained/$name \
