@@ -58,6 +58,12 @@ def pack_formulas(formulas: Iterable[str]) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).clone()
 
 
+def content_hash(checkpoint_id: str) -> str:
+    """The file-content part of a checkpoint id (``name@hash``, see :attr:`Checkpoint.id`): the same
+    for a copy moved or renamed, another for a rebuilt file."""
+    return checkpoint_id.rpartition("@")[2]
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A pretrained student as stored: see ``matbench-ts pretrain`` for how one is made.

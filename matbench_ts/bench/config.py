@@ -257,10 +257,6 @@ def _effective_params(saved: dict[str, Any], key: str, other: dict[str, Any]) ->
     return json.loads(json.dumps(to_jsonable(value)))
 
 
-def _checkpoint_hash(checkpoint_id: str) -> str:
-    return checkpoint_id.rpartition("@")[2]  # ``name@hash``: the name is the file's, the hash its content's
-
-
 def _other_checkpoints(out: Path, pretrained: str | None) -> list[str]:
     """Ids of the checkpoints that finished runs in ``out`` recorded and ``pretrained`` is not (by content)."""
     recorded = set()
@@ -272,10 +268,10 @@ def _other_checkpoints(out: Path, pretrained: str | None) -> list[str]:
         return []
     if not pretrained:
         return sorted(recorded)
-    from ..pretrained import load
+    from ..pretrained import content_hash, load
 
-    now = _checkpoint_hash(load(pretrained).id)
-    return sorted(i for i in recorded if _checkpoint_hash(i) != now)
+    now = content_hash(load(pretrained).id)
+    return sorted(i for i in recorded if content_hash(i) != now)
 
 
 def prepare_out(config: BenchConfig) -> dict[str, Any]:
