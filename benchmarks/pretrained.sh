@@ -87,11 +87,12 @@ phase_grid() {  # issue #11 item 4: every regression task, the shipped leak-safe
       --out benchmarks/results/pretrained/grid/$name
   done
 }
-phase_grid_report() {  # the grid against the plain student and ts on the recipe now: pages, summary.csv, table
+phase_grid_report() {  # the grid against the plain student and ts on the recipe now: pages, summary.csv, table, results.md
   local name=${NAME:-crabnet-chgnet-mp2018-leaksafe}
   "$MTS" report benchmarks/results/ts_recipe benchmarks/results/parity/crabnet \
     benchmarks/results/pretrained/grid/$name benchmarks/results/pretrained/roost/* --out docs/results/pretrained --no-tsne
   .venv/bin/python benchmarks/pretrained_table.py docs/results/pretrained/summary.csv > docs/results/pretrained/table.md
+  .venv/bin/python benchmarks/splice_table.py docs/results.md docs/results/pretrained/table.md  # the grid table there
 }
 phase_default_choice() {  # issue #11 item 5: start TSRegressor from a checkpoint by default? Inner validation only
   # (20 % of each training fold held out and scored; test folds unused), folds $FOLDS, small tasks first
