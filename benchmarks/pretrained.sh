@@ -39,8 +39,8 @@ phase_ship_leaksafe() {  # the leak-safe benchmark checkpoint (200 epochs) ships
   cp $CKPT/crabnet-chgnet-mp2018-bench-e200.pt matbench_ts/checkpoints/crabnet-chgnet-mp2018-leaksafe.pt
 }
 phase_ship() {  # the shipped checkpoints: the default library, nothing excluded, pretrain's default 200 epochs
-  local student
-  for student in crabnet roost; do  # built outside the package (their .work/ folders), then copied in
+  local student  # STUDENTS=roost builds one of them
+  for student in ${STUDENTS:-crabnet roost}; do  # built outside the package (their .work/ folders), then copied in
     "$MTS" pretrain --out $CKPT/$student-chgnet-mp.pt --student $student --threads 1
     cp $CKPT/$student-chgnet-mp.pt matbench_ts/checkpoints/
   done
