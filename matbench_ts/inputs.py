@@ -57,7 +57,7 @@ def parse_composition(item: Any, row: int) -> Composition:
     comp = without_oxidation_states(comp)
     for el in comp.elements:
         if not isinstance(el, Element) or el.Z > MAX_Z or el.Z < 1:
-            raise ValueError(f"row {row}: unknown element {el!s} in {item!r}")
+            raise ValueError(f"row {row}: unknown element {getattr(el, 'symbol', el)} in {item!r}")  # Xx, not Xx0+
     for el, amt in comp.items():
         if not np.isfinite(amt) or amt < 0:
             raise ValueError(f"row {row}: invalid amount {amt} of {el} in {item!r}")

@@ -239,7 +239,7 @@ def test_failed_run_is_reported_and_retried(tmp_path, cache_dir):
     summary = run_grid(config)
     assert summary.executed == []
     assert list(summary.failed.values()) == [
-        f"ValueError: task bad_formula, row {bad} (id '{frame.id[bad]}'): unknown element Qq0+ in 'Qq2'"]
+        f"ValueError: task bad_formula, row {bad} (id '{frame.id[bad]}'): unknown element Qq in 'Qq2'"]
     assert not result_files(tmp_path / "bad") and len(list((tmp_path / "bad").rglob("*.failed"))) == 1
     assert len(run_grid(config).failed) == 1  # not marked done: the next call tries again
     with pytest.raises(ValueError, match="unknown teacher"):
