@@ -118,12 +118,19 @@ phase_ship_leaksafe_roost() {  # it ships too: Roost's rows (the log_gvrh bar) a
   cp $CKPT/roost-chgnet-mp2018-leaksafe.pt matbench_ts/checkpoints/
 }
 phase_roost_head() {  # issue #11 item 4, Roost on the head tasks: plain Roost and ts, then from its shipped leak-safe
-  # checkpoint (the first build's runs, from a file since lost: benchmarks/results/pretrained/roost_first_build/)
-  local fraction out=benchmarks/results/pretrained/roost
+  # checkpoint (the first build's runs, from a file since lost: benchmarks/results/pretrained/roost_first_build/).
+  # ARMS=plain or ARMS=shipped runs one half (two processes, one per core); TASKS narrows the tasks.
+  local fraction arm out=benchmarks/results/pretrained/roost
   for fraction in ${FRACTIONS:-0.05 0.25 1}; do
-    local run=(bench --student roost --tasks matbench_log_gvrh,matbench_perovskites --fractions $fraction)
-    "${run[@]}" --strategies baseline,ts --out $out/plain
-    "${run[@]}" --strategies pretrained,pretrained-ts --pretrained roost-chgnet-mp2018-leaksafe --out $out/shipped-leaksafe
+    local run=(bench --student roost --tasks ${TASKS:-matbench_log_gvrh,matbench_perovskites} --fractions $fraction)
+    for arm in ${ARMS:-plain shipped}; do
+      case $arm in
+        plain) "${run[@]}" --strategies baseline,ts --out $out/plain ;;
+        shipped) "${run[@]}" --strategies pretrained,pretrained-ts --pretrained roost-chgnet-mp2018-leaksafe \
+          --out $out/shipped-leaksafe ;;
+        *) echo "roost_head: unknown arm $arm (plain or shipped)" >&2; return 1 ;;
+      esac
+    done
   done
 }
 phase_roost_seeds() {  # the log_gvrh 5 % bar over seeds 1 and 2 as well (roost_head runs seed 0), then the table
