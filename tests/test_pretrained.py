@@ -278,6 +278,19 @@ def test_harness_records_what_the_checkpoint_saw(tmp_path, checkpoint, cache_dir
 
     labels = load_results(tmp_path / "runs").set_index(["strategy", "fold"]).index
     assert ("pretrained transductive", 1) in labels and ("pretrained-ts transductive", 1) in labels
+    # a submission's info.json names the checkpoint, cites its teacher and says what its library saw
+    import dataclasses
+
+    from matbench_ts.bench.submit import BIBTEX, build_info
+
+    formulas_only = dataclasses.replace(config, strategies=["pretrained"], teachers=[])
+    runs = [results[("pretrained", 0)], results[("pretrained", 1)]]
+    info = build_info(formulas_only, "Test Author", None, "", runs)
+    assert ckpt.id in info["algorithm_long"] and BIBTEX["chgnet"] in info["bibtex_refs"]
+    assert "transductive" in info["algorithm_long"] and "Teacher provenance" in info["notes"]
+    unseen = [{**r, "pretrained": {**r["pretrained"], "n_test_formulas_seen": 0}} for r in runs]
+    assert "leak-safe" in build_info(formulas_only, "Test Author", None, "", unseen)["algorithm_long"]
+    assert BIBTEX["chgnet"] not in build_info(formulas_only, "Test Author", None, "")["bibtex_refs"]
     with pytest.raises(ValueError, match="--pretrained"):
         BenchConfig(out=str(tmp_path / "x"), tasks=[str(CI_SET)], strategies=["pretrained"], profile="tiny")
 

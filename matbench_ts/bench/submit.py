@@ -88,8 +88,37 @@ def is_matbench_classification(task: str) -> bool:
     return task in mbv01_metadata and mbv01_metadata[task].task_type == CLF_KEY
 
 
-def build_info(config: BenchConfig, authors: str, algorithm: str | None, notes: str) -> dict[str, Any]:
-    """The ``info.json`` of a submission (fields required by the Matbench repository)."""
+def checkpoint_note(runs: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """What a submission's runs started from: a sentence for ``algorithm_long`` and the checkpoint's teacher.
+
+    ``runs`` are the run results of one submission; a student trained from a pretrained checkpoint
+    learnt from that checkpoint's teacher even when the runs compute none, and the checkpoint's
+    library may hold test materials' structures (transductive): both are said, summed over folds.
+    """
+    used = [r for r in runs if r.get("pretrained")]
+    if not used:
+        return "", None
+    first = used[0]["pretrained"]
+    teacher = used[0]["teacher_info"]["teacher"]
+    n_seen = sum(r["pretrained"]["n_test_formulas_seen"] for r in used)
+    library = first["library"]
+    sentence = (
+        f" The student starts from the step-1 checkpoint {first['id']} (distilled from the embeddings of "
+        f"{DISPLAY.get(teacher, teacher)} ({first['teacher_id']}) on {library['size']:,} structures of "
+        f"{', '.join(library['paths'])}, targets unused). Its library holds {n_seen} reduced formulas of the test "
+        f"folds (summed over folds): " + ("transductive (the structures, not the targets, of test materials were "
+                                          "seen in pretraining)." if n_seen else "leak-safe.")
+    )
+    return sentence, teacher
+
+
+def build_info(config: BenchConfig, authors: str, algorithm: str | None, notes: str,
+               runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The ``info.json`` of a submission (fields required by the Matbench repository).
+
+    ``runs`` (the fold results) add what a pretrained checkpoint brings: its teacher's citation and
+    provenance, and how many test formulas its library held.
+    """
     student, strategy = config.students[0], config.strategies[0]
     teacher = config.teachers[0] if config.teachers and strategy != "baseline" else None
     kwargs = estimator_kwargs(config, student, teacher, strategy, seed=config.seeds[0], jsonable=True)
@@ -105,12 +134,15 @@ def build_info(config: BenchConfig, authors: str, algorithm: str | None, notes: 
             f"task itself or, for composition-only "
             f"tasks, from a reduced-formula look-up in a structure library; predictions need compositions only."
         )
+    checkpoint_sentence, checkpoint_teacher = checkpoint_note(runs or [])
+    long += checkpoint_sentence
     long += f" Settings: {json.dumps({k: v for k, v in kwargs.items() if k != 'teacher'})}."
-    leaks = [f"{t}: {teacher_provenance(teacher, t, config.teacher_params)['leak_reason']}" for t in config.tasks]
+    taught_by = teacher or checkpoint_teacher  # the teacher whose knowledge the student carries
+    leaks = [f"{t}: {teacher_provenance(taught_by, t, config.teacher_params)['leak_reason']}" for t in config.tasks]
     requirements = [*REQUIREMENTS, MODEL_DISTRIBUTIONS.get(student, student)]
     if teacher:
         requirements.append(MODEL_DISTRIBUTIONS.get(teacher, teacher))
-    refs = [BIBTEX["matbench"], BIBTEX.get(student)] + ([BIBTEX.get(teacher)] if teacher else [])
+    refs = [BIBTEX["matbench"], BIBTEX.get(student)] + ([BIBTEX.get(taught_by)] if taught_by else [])
     return {
         "authors": authors,
         "algorithm": algorithm or algorithm_name(student, teacher, strategy),
@@ -119,7 +151,7 @@ def build_info(config: BenchConfig, authors: str, algorithm: str | None, notes: 
         "notes": " ".join(filter(None, [
             notes,
             f"Profile '{config.profile}', seed {config.seeds[0]}, all training rows of each official fold.",
-            "Teacher provenance: " + "; ".join(leaks) + "." if teacher else "",
+            "Teacher provenance: " + "; ".join(leaks) + "." if taught_by else "",
             f"Structure library for formula look-up: {config.structure_library}." if config.structure_library else "",
             CLASSIFICATION_NOTE if any(is_matbench_classification(t) for t in config.tasks) else "",
         ])),
@@ -177,11 +209,13 @@ def make_submission(
     if summary.failed:
         raise RuntimeError(f"{len(summary.failed)} fold(s) failed, no submission written: {summary.failed}")
     mb = MatbenchBenchmark(subset=list(tasks), autoload=False)
+    runs = []
     for mb_task in mb.tasks:
         mb_task.load()
         for fold in mb_task.folds:
             spec = RunSpec(mb_task.dataset_name, 1.0, strategy, student, teacher if use_teacher else None, fold, seed)
             result = json.loads(result_path(config, spec).read_text())
+            runs.append(result)
             by_id = dict(zip(result["predictions"]["ids"], result["predictions"]["y_pred"]))
             seconds = fit_time(result)
             test_ids = mb_task.get_test_data(fold, as_type="df").index
@@ -192,6 +226,9 @@ def make_submission(
                 "teacher_leaky": str(result["teacher_info"]["leaky"]), "fit_time_s": None if math.isnan(seconds) else seconds,
                 "estimator": {k: v for k, v in result["params"].items() if v is not None},
             }
+            if result.get("pretrained"):  # the checkpoint and how many of this fold's test formulas it held
+                params["pretrained_id"] = result["pretrained"]["id"]
+                params["n_test_formulas_seen"] = result["pretrained"]["n_test_formulas_seen"]
             std = result["predictions"].get("y_std")
             std_by_id = None if std is None else dict(zip(result["predictions"]["ids"], std))
             mb_task.record(fold, [by_id[i] for i in test_ids], params=params,
@@ -201,7 +238,7 @@ def make_submission(
     results_path = out / "results.json.gz"
     mb.to_file(str(results_path))
     info_path = out / "info.json"
-    atomic_write_json(info_path, build_info(config, authors, algorithm, notes))
+    atomic_write_json(info_path, build_info(config, authors, algorithm, notes, runs))
     call = dict(tasks=list(tasks), out=".", strategy=strategy, student=student, teacher=teacher, seed=seed,
                 authors=authors, algorithm=algorithm, notes=notes,
                 **{k: v for k, v in config_kwargs.items() if k not in ("n_jobs", "scheduler", "verbose", "cache_dir")})
