@@ -52,11 +52,16 @@ phase_log_gvrh_5() {  # the bar: log_gvrh at 5 %, 5 folds; baseline and ts: benc
   bash benchmarks/ts_headline.sh log_gvrh_5
 }
 phase_finetune_lr() {  # the fine-tuning peak learning rate, chosen on inner validation (20 % of training folds 0-1)
-  local name=${NAME:-crabnet-chgnet-mp2018-bench}
+  # SPECS (task:fraction ...) to ask again with all the data, e.g. after perovskites' 100 % cell (results.md):
+  # NAME=crabnet-chgnet-mp2018-leaksafe STRATEGIES=pretrained LRS="0.006 0.002" \
+  #   SPECS="matbench_perovskites:1 matbench_log_gvrh:1 matbench_dielectric:1"
+  local name=${NAME:-crabnet-chgnet-mp2018-bench} checkpoint
+  checkpoint=$CKPT/$name.pt
+  [ -e "$checkpoint" ] || checkpoint=$name  # a shipped one, by name (NAME=crabnet-chgnet-mp2018-leaksafe)
   for lr in ${LRS:-0.006 0.002 0.0006}; do
-    for spec in matbench_log_gvrh:0.05 matbench_dielectric:0.25 matbench_phonons:0.25; do
+    for spec in ${SPECS:-matbench_log_gvrh:0.05 matbench_dielectric:0.25 matbench_phonons:0.25}; do
       bench --student crabnet --tasks "${spec%%:*}" --fractions "${spec##*:}" --folds 0,1 --inner-validation 0.2 \
-        --strategies pretrained,pretrained-ts --pretrained $CKPT/$name.pt --learning-rate $lr \
+        --strategies ${STRATEGIES:-pretrained,pretrained-ts} --pretrained $checkpoint --learning-rate $lr \
         --out benchmarks/results/pretrained/finetune_lr/$name/lr$lr
     done
   done
