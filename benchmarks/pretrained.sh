@@ -66,6 +66,15 @@ phase_finetune_lr() {  # the fine-tuning peak learning rate, chosen on inner val
     done
   done
 }
+phase_grid_lr() {  # the grid's cells again with fine-tuning peak rate LR (test folds), for a rate finetune_lr
+  # asked about on inner validation: LR=0.002 TASKS=matbench_perovskites FRACTIONS=1 (kept beside the grid, not in it)
+  local name=${NAME:-crabnet-chgnet-mp2018-leaksafe} lr=${LR:?LR, the peak learning rate} fraction
+  for fraction in ${FRACTIONS:-1}; do
+    bench --student crabnet --tasks ${TASKS:-matbench_perovskites} --fractions $fraction \
+      --strategies ${STRATEGIES:-pretrained} --pretrained $name --learning-rate $lr \
+      --out benchmarks/results/pretrained/grid_lr$lr/$name
+  done
+}
 phase_same_size_baseline() {  # the plain student at the checkpoint's (cpu) size: the pretraining effect alone
   cpu_bench --student crabnet --tasks matbench_log_gvrh \
     --fractions 0.05 --strategies baseline --student-params "$CPU_CRABNET" --out benchmarks/results/pretrained/baseline_cpu_size
