@@ -68,12 +68,10 @@ phase_finetune_lr() {  # the fine-tuning peak learning rate, chosen on inner val
 }
 phase_grid_lr() {  # the grid's cells again with fine-tuning peak rate LR (test folds), for a rate finetune_lr
   # asked about on inner validation: LR=0.002 TASKS=matbench_perovskites FRACTIONS=1 FOLDS=0,1,2,3,4 (beside the grid)
-  local name=${NAME:-crabnet-chgnet-mp2018-leaksafe} lr=${LR:?LR, the peak learning rate} fraction
-  for fraction in ${FRACTIONS:-1}; do
-    bench --student crabnet --tasks ${TASKS:-matbench_perovskites} --fractions $fraction --folds ${FOLDS:-0,1,2,3,4} \
-      --strategies ${STRATEGIES:-pretrained} --pretrained $name --learning-rate $lr \
-      --out benchmarks/results/pretrained/grid_lr$lr/$name
-  done
+  local name=${NAME:-crabnet-chgnet-mp2018-leaksafe} lr=${LR:?LR, the peak learning rate}
+  bench --student crabnet --tasks ${TASKS:-matbench_perovskites} --fractions ${FRACTIONS:-1} --folds ${FOLDS:-0,1,2,3,4} \
+    --strategies ${STRATEGIES:-pretrained} --pretrained $name --learning-rate $lr \
+    --out benchmarks/results/pretrained/grid_lr$lr/$name
 }
 phase_same_size_baseline() {  # the plain student at the checkpoint's (cpu) size: the pretraining effect alone
   cpu_bench --student crabnet --tasks matbench_log_gvrh \
