@@ -93,11 +93,18 @@ bench_with_steels() {  # STRATEGIES on the tasks with structures, STEELS_STRATEG
 }
 phase_grid() {  # issue #11 item 4: every regression task, the shipped leak-safe checkpoint (formulas of none of them)
   local name=${NAME:-crabnet-chgnet-mp2018-leaksafe} fraction
+  local tasks=${TASKS:-matbench_log_gvrh,matbench_perovskites,matbench_dielectric,matbench_jdft2d,matbench_phonons,matbench_expt_gap}
   for fraction in ${FRACTIONS:-0.05 0.25 1}; do  # small fractions first: an interrupted phase still gives whole rows
-    bench_with_steels matbench_log_gvrh,matbench_perovskites,matbench_dielectric,matbench_jdft2d,matbench_phonons,matbench_expt_gap \
-      pretrained,pretrained-ts pretrained --fractions $fraction --pretrained $name \
+    bench_with_steels $tasks pretrained,pretrained-ts pretrained --fractions $fraction --pretrained $name \
       --out benchmarks/results/pretrained/grid/$name
   done
+}
+phase_grid_finetune_rate() {  # the grid's runs fine-tuned at a peak rate the recipe no longer gives them (lower with
+  # many rows: Recipe.learning_rate_for) kept in grid_lr0.006/, then those cells again (grid's TASKS, FRACTIONS)
+  local name=${NAME:-crabnet-chgnet-mp2018-leaksafe}
+  set_aside finetune_rate_changed.py benchmarks/results/pretrained/grid/$name/runs \
+    benchmarks/results/pretrained/grid_lr0.006/$name/runs
+  phase_grid
 }
 phase_grid_report() {  # the grid against the plain student and ts on the recipe now: pages, summary.csv, table, results.md
   local name=${NAME:-crabnet-chgnet-mp2018-leaksafe}

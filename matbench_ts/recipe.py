@@ -55,14 +55,21 @@ class Recipe:
     early_stopping: bool = True
     #: Neither stopping rule may end a step before this fraction of its epochs has run (0: any time).
     min_epoch_fraction: float = 0.0
+    #: The peak rate when a pretrained checkpoint is fine-tuned on more than ``finetune_large_rows`` rows
+    #: (those given to ``fit``; None: ``learning_rate`` always): with thousands of rows the checkpoint's
+    #: head start is spent in one cycle and a high rate leaves it in a worse minimum (docs/results.md).
+    finetune_learning_rate: float | None = None
+    finetune_large_rows: int = 2000
 
     def __post_init__(self) -> None:
         choices = {"loss": ("robust", "l1"), "optimizer": ("lamb", "adamw")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"recipe {name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("learning_rate", "base_learning_rate"):
+        for name in ("learning_rate", "base_learning_rate", "finetune_learning_rate"):
             value = getattr(self, name)
+            if value is None and name == "finetune_learning_rate":
+                continue
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
                 raise ValueError(f"recipe {name} must be a finite number > 0, got {value!r}")
         if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
@@ -71,7 +78,7 @@ class Recipe:
             raise ValueError(f"recipe min_epoch_fraction must be in [0, 1], got {self.min_epoch_fraction!r}")
         if not (np.isfinite(self.jitter) and self.jitter >= 0):
             raise ValueError(f"recipe jitter must be >= 0, got {self.jitter!r}")
-        for name, low in (("cycle_epochs", 0), ("patience_cycles", 1)):
+        for name, low in (("cycle_epochs", 0), ("patience_cycles", 1), ("finetune_large_rows", 0)):
             if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < low:
                 raise ValueError(f"recipe {name} must be an integer >= {low}, got {getattr(self, name)!r}")
         for name in ("swa", "dropout_until_swa", "swa_every_batch", "cumulative_patience", "early_stopping"):
@@ -81,6 +88,12 @@ class Recipe:
             raise ValueError("recipe swa averages at the minima of the cyclic schedule: it needs cycle_epochs > 0")
         if self.batch_size is not None and (not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1):
             raise ValueError(f"recipe batch_size must be a positive integer or None, got {self.batch_size!r}")
+
+    def learning_rate_for(self, n_rows: int, from_checkpoint: bool) -> float:
+        """The peak (or constant) rate for a fit on ``n_rows`` rows, fine-tuning a checkpoint or not."""
+        if from_checkpoint and self.finetune_learning_rate is not None and n_rows > self.finetune_large_rows:
+            return float(self.finetune_learning_rate)
+        return float(self.learning_rate)
 
     def batch_size_for(self, n_rows: int) -> int:
         """The batch size for ``n_rows`` training rows."""
@@ -92,8 +105,10 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     # crabnet's fit, but every epoch runs: its stop after 3 dry cycles ended some small-data runs on a
     # plateau (phonons: 100 of 300 epochs); on inner validation running on was better or the same
-    # (later cycles change the average only when they reach a new validation minimum; parity.md)
-    "crabnet": Recipe(early_stopping=False),
+    # (later cycles change the average only when they reach a new validation minimum; parity.md).
+    # A checkpoint fine-tuned on more than 2,000 rows peaks at 2e-3: on inner validation 2e-3 was better
+    # from 2,591 rows up, 6e-3 as good or better up to 1,611 (docs/results.md)
+    "crabnet": Recipe(early_stopping=False, finetune_learning_rate=2e-3, finetune_large_rows=2000),
     # aviary's Roost example: AdamW 3e-4, weight decay 1e-6, robust loss, batch 128, every epoch run and
     # the best on validation kept (train_ensemble's patience=None: with ~2 batches an epoch on small
     # tasks, a 30-epoch patience stopped Roost before it learned; docs/results/parity.md)

@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from matbench_ts import TSRegressor
 from matbench_ts.pretrain import pretrain, read_library
 from matbench_ts.pretrained import PretrainedFeaturizer, available, load
-from matbench_ts.recipe import resolve_recipe
+from matbench_ts.recipe import RECIPES, resolve_recipe
 from matbench_ts.students import make_student
 from matbench_ts.training import Rows, StepConfig, StudentWithProjection, train_step
 
@@ -374,3 +374,24 @@ def test_library_structures_the_teacher_cannot_embed_are_left_out(tmp_path, cach
     ckpt = load(pretrain(tmp_path / "lib.pt", [str(path)], epochs=1, cache_dir=cache_dir, **PRETRAIN))
     assert ckpt.data["library"]["size"] == 20 and ckpt.data["library"]["n_unembeddable"] == 2
     assert not {"AmO", "Na"} & ckpt.formulas
+
+
+def test_fine_tuning_rate_falls_with_many_rows(checkpoint, ci_data, cache_dir):
+    """A checkpoint fine-tuned on more than ``finetune_large_rows`` training rows gets the recipe's lower
+    peak; a fit without a checkpoint, a small one and an explicit ``learning_rate`` keep theirs."""
+    crabnet = resolve_recipe("crabnet", "crabnet")
+    large = crabnet.finetune_large_rows + 1
+    assert crabnet.learning_rate_for(large, from_checkpoint=True) == crabnet.finetune_learning_rate < crabnet.learning_rate
+    assert crabnet.learning_rate_for(large, from_checkpoint=False) == crabnet.learning_rate
+    assert crabnet.learning_rate_for(large - 1, from_checkpoint=True) == crabnet.learning_rate
+    assert resolve_recipe("roost", "roost").learning_rate_for(10**6, from_checkpoint=True) == 3e-4  # not measured
+    X, y = ci_data["X"], ci_data["y"]  # 240 rows, about 216 of them for training: the threshold moved below
+    recipe = {"base": "plain", "finetune_learning_rate": 1e-4, "finetune_large_rows": 100}
+    kwargs = dict(FINE_TUNE, epochs=2, learning_rate=None, recipe=recipe, cache_dir=cache_dir)
+    assert TSRegressor(teacher=None, pretrained=checkpoint, **kwargs).fit(X, y).learning_rate_ == 1e-4
+    no_checkpoint = TSRegressor(teacher=None, pretrained=None, student_params=TINY_CRABNET, **kwargs).fit(X, y)
+    assert no_checkpoint.learning_rate_ == RECIPES["plain"].learning_rate
+    small = TSRegressor(teacher=None, pretrained=checkpoint, **{**kwargs, "recipe": {**recipe, "finetune_large_rows": 500}})
+    assert small.fit(X, y).learning_rate_ == RECIPES["plain"].learning_rate
+    explicit = TSRegressor(teacher=None, pretrained=checkpoint, **{**kwargs, "learning_rate": 3e-3}).fit(X, y)
+    assert explicit.learning_rate_ == 3e-3

@@ -258,7 +258,8 @@ def _fit_and_score(spec: RunSpec, config: BenchConfig, path: Path) -> dict[str, 
         "n_pretrain": n_pretrain, "n_pretrain_excluded_test_formulas": n_excluded, "pretrained": pretrained,
         "scored_on": (f"inner validation ({config.inner_validation:g} of the training fold)"
                       if config.inner_validation else "test fold"),
-        "recipe": dataclasses.asdict(model.recipe_), "calibration": None if y_std is None else calibration(y_test, y_pred, y_std),
+        "recipe": dataclasses.asdict(model.recipe_), "learning_rate": model.learning_rate_,  # the peak used
+        "calibration": None if y_std is None else calibration(y_test, y_pred, y_std),
         "alpha": float(model.alpha_), "alpha_rule": model.alpha_rule_, "epochs_run": {s: steps.count(s) for s in dict.fromkeys(steps)},
         "epochs_resumed": model.epochs_resumed_,  # loaded from <run>.partial/, trained in earlier sittings
         "teacher_mae": probe.get("teacher_mae"), "teacher_probe": probe.get("teacher_probe"),
