@@ -28,7 +28,8 @@ def rate_changed(run: dict[str, Any]) -> bool:
     recipe = resolve_recipe("auto", run["student"])
     if any(run["recipe"].get(k, v) != v for k, v in dataclasses.asdict(recipe).items()):
         return False  # a recipe of its own
-    return rate_used(run) != recipe.learning_rate_for(run["n_train"], from_checkpoint=True)
+    guided = run["alpha"] > 0  # the teacher's embedding term was on
+    return rate_used(run) != recipe.learning_rate_for(run["n_train"], from_checkpoint=True, guided=guided)
 
 
 def main() -> None:

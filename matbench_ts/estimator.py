@@ -108,7 +108,7 @@ class TeacherStudentEstimator(BaseEstimator):
         Override the recipe's (for the cyclic schedule, ``learning_rate`` is its peak);
         ``None`` follows the recipe: CrabNet's batch grows with the number of rows, and its peak
         rate falls to ``finetune_learning_rate`` (2e-3) when a pretrained checkpoint is fine-tuned on
-        more than ``finetune_large_rows`` (2,000) rows. After ``fit``, ``learning_rate_`` holds the rate used.
+        the targets alone (no teacher) on more than ``finetune_large_rows`` (2,000) rows. After ``fit``, ``learning_rate_`` holds the rate used.
     validation_fraction : float
         Share of the training rows held out for early stopping and weight averaging (and of
         ``pretrain_structures`` in step 1).
@@ -423,7 +423,9 @@ class TeacherStudentEstimator(BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         recipe = self.recipe_ = self._recipe()
         objective = self._objective(recipe)
-        self.learning_rate_ = float(self.learning_rate or recipe.learning_rate_for(len(y), from_checkpoint=not step1))
+        guided = has_teacher_rows and self.alpha != 0
+        self.learning_rate_ = float(self.learning_rate
+                                    or recipe.learning_rate_for(len(y), from_checkpoint=not step1, guided=guided))
         step = dict(recipe=recipe, learning_rate=self.learning_rate_,
                     patience=self.patience, verbose=self.verbose, amp=bool(self.mixed_precision),
                     objective=objective, pos_weight=self._pos_weight(y, train_idx))

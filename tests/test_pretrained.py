@@ -377,12 +377,14 @@ def test_library_structures_the_teacher_cannot_embed_are_left_out(tmp_path, cach
 
 
 def test_fine_tuning_rate_falls_with_many_rows(checkpoint, ci_data, cache_dir):
-    """A checkpoint fine-tuned on more than ``finetune_large_rows`` training rows gets the recipe's lower
-    peak; a fit without a checkpoint, a small one and an explicit ``learning_rate`` keep theirs."""
+    """A checkpoint fine-tuned on the targets alone on more than ``finetune_large_rows`` rows gets the recipe's
+    lower peak; a fit without a checkpoint, one guided by the teacher, a small one and an explicit
+    ``learning_rate`` keep theirs."""
     crabnet = resolve_recipe("crabnet", "crabnet")
     large = crabnet.finetune_large_rows + 1
     assert crabnet.learning_rate_for(large, from_checkpoint=True) == crabnet.finetune_learning_rate < crabnet.learning_rate
     assert crabnet.learning_rate_for(large, from_checkpoint=False) == crabnet.learning_rate
+    assert crabnet.learning_rate_for(large, from_checkpoint=True, guided=True) == crabnet.learning_rate
     assert crabnet.learning_rate_for(large - 1, from_checkpoint=True) == crabnet.learning_rate
     assert resolve_recipe("roost", "roost").learning_rate_for(10**6, from_checkpoint=True) == 3e-4  # not measured
     X, y = ci_data["X"], ci_data["y"]  # 240 rows, about 216 of them for training: the threshold moved below
@@ -395,3 +397,5 @@ def test_fine_tuning_rate_falls_with_many_rows(checkpoint, ci_data, cache_dir):
     assert small.fit(X, y).learning_rate_ == RECIPES["plain"].learning_rate
     explicit = TSRegressor(teacher=None, pretrained=checkpoint, **{**kwargs, "learning_rate": 3e-3}).fit(X, y)
     assert explicit.learning_rate_ == 3e-3
+    guided = TSRegressor(teacher="chgnet", pretrained=checkpoint, **kwargs).fit(X, y, structures=ci_data["structures"])
+    assert guided.alpha_ > 0 and guided.learning_rate_ == RECIPES["plain"].learning_rate
