@@ -108,7 +108,8 @@ class TeacherStudentEstimator(BaseEstimator):
         Override the recipe's (for the cyclic schedule, ``learning_rate`` is its peak);
         ``None`` follows the recipe: CrabNet's batch grows with the number of rows, and its peak
         rate falls to ``finetune_learning_rate`` (2e-3) when a pretrained checkpoint is fine-tuned on
-        the targets alone (no teacher) on more than ``finetune_large_rows`` (2,000) rows. After ``fit``, ``learning_rate_`` holds the rate used.
+        the targets alone (no teacher) on more than ``finetune_large_rows`` (2,000) rows. After
+        ``fit``, ``learning_rate_`` holds the rate used.
     validation_fraction : float
         Share of the training rows held out for early stopping and weight averaging (and of
         ``pretrain_structures`` in step 1).
