@@ -160,6 +160,17 @@ phase_roost_head() {  # issue #11 item 4, Roost on the head tasks: plain Roost a
     done
   done
 }
+phase_roost_finetune_lr() {  # Roost's fine-tuning rate with all the data, on inner validation (20 % of training folds
+  # 0-1, test folds unused): the recipe's 3e-4 against LRS, both pretrained routes, from the shipped leak-safe build
+  local spec lr
+  for spec in ${SPECS:-matbench_perovskites:1 matbench_log_gvrh:1}; do
+    for lr in ${LRS:-0.0003 0.0001}; do
+      bench --student roost --tasks "${spec%%:*}" --fractions "${spec##*:}" --folds ${FOLDS:-0,1} --inner-validation 0.2 \
+        --strategies ${STRATEGIES:-pretrained,pretrained-ts} --pretrained roost-chgnet-mp2018-leaksafe --learning-rate $lr \
+        --out benchmarks/results/pretrained/finetune_lr/roost-chgnet-mp2018-leaksafe/lr$lr
+    done
+  done
+}
 phase_roost_seeds() {  # the log_gvrh 5 % bar over seeds 1 and 2 as well (roost_head runs seed 0), then the table
   local out=benchmarks/results/pretrained/roost
   local run=(bench --student roost --tasks matbench_log_gvrh --fractions 0.05 --seeds 1,2)
