@@ -51,18 +51,18 @@ phase_log_gvrh_5() {  # the bar: log_gvrh at 5 %, 5 folds; baseline and ts: benc
     --pretrained $CKPT/$name.pt --out benchmarks/results/pretrained/$name
   bash benchmarks/ts_headline.sh log_gvrh_5
 }
-phase_finetune_lr() {  # the fine-tuning peak learning rate, chosen on inner validation (20 % of training folds 0-1)
+phase_finetune_lr() {  # the fine-tuning peak learning rate, chosen on inner validation (20 % of training folds)
   # SPECS (task:fraction ...) to ask again with all the data, e.g. after perovskites' 100 % cell (results.md):
   # NAME=crabnet-chgnet-mp2018-leaksafe STRATEGIES=pretrained LRS="0.006 0.002" \
   #   SPECS="matbench_perovskites:1 matbench_log_gvrh:1 matbench_dielectric:1"
-  local name=${NAME:-crabnet-chgnet-mp2018-bench} checkpoint
+  local student=${STUDENT:-crabnet} name=${NAME:-crabnet-chgnet-mp2018-bench} checkpoint
   checkpoint=$CKPT/$name.pt
   [ -e "$checkpoint" ] || checkpoint=$name  # a shipped one, by name (NAME=crabnet-chgnet-mp2018-leaksafe)
   for lr in ${LRS:-0.006 0.002 0.0006}; do
     for spec in ${SPECS:-matbench_log_gvrh:0.05 matbench_dielectric:0.25 matbench_phonons:0.25}; do
-      bench --student crabnet --tasks "${spec%%:*}" --fractions "${spec##*:}" --folds 0,1 --inner-validation 0.2 \
-        --strategies ${STRATEGIES:-pretrained,pretrained-ts} --pretrained $checkpoint --learning-rate $lr \
-        --out benchmarks/results/pretrained/finetune_lr/$name/lr$lr
+      bench --student $student --tasks "${spec%%:*}" --fractions "${spec##*:}" --folds ${FOLDS:-0,1} \
+        --inner-validation 0.2 --strategies ${STRATEGIES:-pretrained,pretrained-ts} --pretrained $checkpoint \
+        --learning-rate $lr --out benchmarks/results/pretrained/finetune_lr/$name/lr$lr
     done
   done
 }
@@ -160,16 +160,10 @@ phase_roost_head() {  # issue #11 item 4, Roost on the head tasks: plain Roost a
     done
   done
 }
-phase_roost_finetune_lr() {  # Roost's fine-tuning rate with all the data, on inner validation (20 % of training folds
-  # 0-1, test folds unused): the recipe's 3e-4 against LRS, both pretrained routes, from the shipped leak-safe build
-  local spec lr
-  for spec in ${SPECS:-matbench_perovskites:1 matbench_log_gvrh:1}; do
-    for lr in ${LRS:-0.0003 0.0001}; do
-      bench --student roost --tasks "${spec%%:*}" --fractions "${spec##*:}" --folds ${FOLDS:-0,1} --inner-validation 0.2 \
-        --strategies ${STRATEGIES:-pretrained,pretrained-ts} --pretrained roost-chgnet-mp2018-leaksafe --learning-rate $lr \
-        --out benchmarks/results/pretrained/finetune_lr/roost-chgnet-mp2018-leaksafe/lr$lr
-    done
-  done
+phase_roost_finetune_lr() {  # Roost's fine-tuning rate with all the data: the recipe's 3e-4 against 1e-4, both
+  # pretrained routes, from the shipped leak-safe build, perovskites then log_gvrh at 100 %
+  STUDENT=roost NAME=roost-chgnet-mp2018-leaksafe LRS=${LRS:-0.0003 0.0001} \
+    SPECS=${SPECS:-matbench_perovskites:1 matbench_log_gvrh:1} phase_finetune_lr
 }
 phase_roost_seeds() {  # the log_gvrh 5 % bar over seeds 1 and 2 as well (roost_head runs seed 0), then the table
   local out=benchmarks/results/pretrained/roost
