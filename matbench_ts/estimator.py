@@ -25,12 +25,12 @@ from .cache import TeacherCache, structure_key
 from .device import resolve_device, seeded_torch
 from .inputs import check_structures_match, check_targets, parse_structures, split_inputs
 from .students import Student, make_student
-from .recipe import Recipe, resolve_recipe
+from .recipe import Recipe, recipe_settings, resolve_recipe
 from .resume import FitState, fit_key
 from .pretrained import Checkpoint, check_student_matches
 from .pretrained import load as load_checkpoint
 from .teachers import check_teacher_elements, frozen_cache_id, make_teacher
-from .training import Rows, StepConfig, StudentWithProjection, balancing_alpha, train_step
+from .training import Rows, StepConfig, StudentWithProjection, balancing_alpha, probe_head, train_step
 
 #: The measured alpha rules; ``alpha="auto"`` means :data:`AUTO_ALPHA_RULE`.
 ALPHA_RULES = ("auto-init", "auto-step2")
@@ -291,7 +291,7 @@ class TeacherStudentEstimator(BaseEstimator):
         state = None
         if resume_dir is not None:
             params = {**self.get_params(deep=False), "pretrained": None if checkpoint is None else checkpoint.id,
-                      "recipe": dataclasses.asdict(self._recipe())}  # what "auto" resolves to today
+                      "recipe": recipe_settings(self._recipe())}  # what "auto" resolves to today
             state = FitState(resume_dir, fit_key(params, compositions, y, structs, pretrain))  # another fit's: refused
         if hasattr(teacher, "get_params") and teacher.get_params().get("random_state", 0) is None:
             teacher.set_params(random_state=self.random_state)  # a trained teacher is reproducible too
@@ -456,6 +456,8 @@ class TeacherStudentEstimator(BaseEstimator):
                 step1_train, step1_val = no_y.subset(train_idx), Rows(emb_val.items, None, emb_val.teacher)
             config = StepConfig("step 1", self.epochs_step1, 1.0, 0.0, batch_size=batch_size(len(step1_train)), **step)
             self.history_ += self._train_step(model, step1_train, step1_val, config, device, rng, state)
+        if recipe.probe_head and not step1 and objective != "bce":  # before alpha: it balances this head's loss
+            probe_head(model, train, batch_size(len(train)) * 4, device)
         if has_teacher_rows and rule == "auto-step2":  # measured after step 1
             self.alpha_ = balancing_alpha(model, train, self.beta, batch_size(len(train)) * 4, device, objective)
         config = StepConfig("step 2", self.epochs, self.alpha_, float(self.beta), batch_size=batch_size(len(train)), **step)

@@ -30,7 +30,7 @@ from .cache import TeacherCache, atomic_write
 from .device import resolve_device, seeded_torch
 from .inputs import parse_structure
 from .pretrained import FORMAT, full_student_params, pack_formulas
-from .recipe import resolve_recipe
+from .recipe import recipe_settings, resolve_recipe
 from .resume import FitState
 from .students import make_student
 from .teachers import embeddable_mask, frozen_cache_id, make_teacher, unembeddable_element
@@ -300,7 +300,7 @@ def pretrain(
                     "n_excluded": rows.n_excluded,
                     "n_unembeddable": int(len(lib["unembeddable"])), "excluded_from": list(exclude_source)},
         "formulas": pack_formulas(lib["formulas"].tolist()),
-        "recipe": dataclasses.asdict(recipe_used),
+        "recipe": recipe_settings(recipe_used),
         "epochs": len(history),
         "max_epochs": epochs,
         "val_loss": float(val_loss),
@@ -315,6 +315,6 @@ def pretrain(
 
 def _settings(epochs, recipe, learning_rate, batch_size, patience, key, random_state, params) -> dict[str, Any]:
     """What a resumed run must share with the run that wrote the state."""
-    return {"epochs": epochs, "recipe": dataclasses.asdict(recipe), "learning_rate": learning_rate,
+    return {"epochs": epochs, "recipe": recipe_settings(recipe), "learning_rate": learning_rate,
             "batch_size": batch_size, "patience": patience, "library": str(key), "random_state": random_state,
             "student_params": params}

@@ -61,6 +61,11 @@ class Recipe:
     #: in a worse minimum (docs/results.md).
     finetune_learning_rate: float | None = None
     finetune_large_rows: int = 2000
+    #: Fine-tuning a pretrained checkpoint starts from a head fitted to the targets by ridge regression on
+    #: the checkpoint's embeddings of the training rows (linear probe, then fine-tune: a fresh head's
+    #: first gradients distort pretrained features; Kumar et al., ICLR 2022), not from a random head.
+    #: Regression only; a classifier's head starts fresh.
+    probe_head: bool = False
 
     def __post_init__(self) -> None:
         choices = {"loss": ("robust", "l1"), "optimizer": ("lamb", "adamw")}
@@ -82,7 +87,7 @@ class Recipe:
         for name, low in (("cycle_epochs", 0), ("patience_cycles", 1), ("finetune_large_rows", 0)):
             if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < low:
                 raise ValueError(f"recipe {name} must be an integer >= {low}, got {getattr(self, name)!r}")
-        for name in ("swa", "dropout_until_swa", "swa_every_batch", "cumulative_patience", "early_stopping"):
+        for name in ("swa", "probe_head", "dropout_until_swa", "swa_every_batch", "cumulative_patience", "early_stopping"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"recipe {name} must be True or False, got {getattr(self, name)!r}")
         if self.swa and not self.cycle_epochs:
@@ -122,6 +127,20 @@ RECIPES: dict[str, Recipe] = {
     "plain": Recipe(loss="l1", optimizer="adamw", learning_rate=5e-4, cycle_epochs=0, swa=False, jitter=0.0,
                     batch_size=128),
 }
+
+
+#: Fields added after fit states and checkpoints were written with this package: left out of
+#: :func:`recipe_settings` at their default, so those states still resume and their records still match.
+_ADDED_LATER = ("probe_head",)
+
+
+def recipe_settings(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as resume keys and checkpoint records hold it."""
+    settings = dataclasses.asdict(recipe)
+    for name in _ADDED_LATER:
+        if settings[name] == Recipe.__dataclass_fields__[name].default:
+            del settings[name]
+    return settings
 
 
 def resolve_recipe(recipe: str | dict[str, Any] | Recipe, student: Any) -> Recipe:

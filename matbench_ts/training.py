@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.linear_model import RidgeCV
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -379,6 +380,24 @@ def train_step(
         model.load_state_dict(best_state)
     save(len(history), done=True)
     return history
+
+
+def probe_head(model: StudentWithProjection, rows: Rows, batch_size: int, device: torch.device) -> None:
+    """Fit the head's prediction output to ``rows.y`` by ridge regression on the student's embeddings
+    (the ridge strength by scikit-learn's efficient leave-one-out), its log-std output to the constant
+    that minimises the robust loss of the probe's residuals (``Recipe.probe_head``)."""
+    student = model.student
+    model.eval()
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            parts.append(student.embed(student.collate(rows.items[start : start + batch_size], device)).float().cpu())
+    emb = torch.cat(parts).double().numpy()
+    probe = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(emb, rows.y)
+    residual = float(np.abs(rows.y - probe.predict(emb)).mean())
+    # RobustL1 = sqrt(2)|r| exp(-s) + s is least at s = log(sqrt(2) mean|r|)
+    log_std = max(float(np.log(np.sqrt(2) * max(residual, 1e-12))), MIN_LOG_STD)
+    student.set_linear_head(probe.coef_, float(probe.intercept_), log_std)
 
 
 def balancing_alpha(

@@ -12,13 +12,13 @@ import pytest
 import torch
 from pymatgen.core import Composition
 from sklearn.base import clone
-from sklearn.linear_model import RidgeCV
+from sklearn.linear_model import LinearRegression, RidgeCV
 from sklearn.pipeline import make_pipeline
 
 from matbench_ts import TSRegressor
 from matbench_ts.pretrain import pretrain, read_library
 from matbench_ts.pretrained import PretrainedFeaturizer, available, load
-from matbench_ts.recipe import RECIPES, resolve_recipe
+from matbench_ts.recipe import RECIPES, recipe_settings, resolve_recipe
 from matbench_ts.students import make_student
 from matbench_ts.training import Rows, StepConfig, StudentWithProjection, train_step
 
@@ -399,3 +399,24 @@ def test_fine_tuning_rate_falls_with_many_rows(checkpoint, ci_data, cache_dir):
     assert explicit.learning_rate_ == 3e-3
     guided = TSRegressor(teacher="chgnet", pretrained=checkpoint, **kwargs).fit(X, y, structures=ci_data["structures"])
     assert guided.alpha_ > 0 and guided.learning_rate_ == RECIPES["plain"].learning_rate
+
+
+def test_fine_tuning_can_start_from_a_linear_probe_head(checkpoint, ci_data, cache_dir):
+    """``probe_head``: a checkpoint's fine-tune starts from the ridge fit of the targets on its embeddings,
+    not from a random head; the default recipe keeps the random head and its old resume keys."""
+    X, y = ci_data["X"], ci_data["y"]
+    kwargs = dict(FINE_TUNE, epochs=1, learning_rate=1e-9, cache_dir=cache_dir)  # one epoch that barely moves
+    fresh = TSRegressor(teacher=None, pretrained=checkpoint, **{**kwargs, "recipe": "roost"}).fit(X, y)
+    probed = TSRegressor(teacher=None, pretrained=checkpoint, **{**kwargs, "recipe": {"base": "roost", "probe_head": True}})
+    probed.fit(X, y)
+    dummy = np.abs(ci_data["y_test"] - y.mean()).mean()
+    mae = lambda model: np.abs(model.predict(ci_data["X_test"]) - ci_data["y_test"]).mean()  # noqa: E731
+    assert mae(probed) < 0.8 * dummy and mae(probed) < 0.8 * mae(fresh)
+    # the probe is a linear model of the checkpoint's embedding
+    features = PretrainedFeaturizer(checkpoint).fit(X).transform(ci_data["X_test"])
+    linear = LinearRegression().fit(features, probed.predict(ci_data["X_test"]))
+    assert linear.score(features, probed.predict(ci_data["X_test"])) > 0.999
+    _, std = probed.predict(ci_data["X_test"], return_std=True)
+    assert np.isfinite(std).all() and np.ptp(std) < 1e-3 * std.mean()  # one constant log-std from the residuals
+    assert "probe_head" not in recipe_settings(resolve_recipe("roost", "roost"))
+    assert recipe_settings(resolve_recipe({"base": "roost", "probe_head": True}, "roost"))["probe_head"] is True

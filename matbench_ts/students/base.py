@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from pymatgen.core import Composition
 from torch import Tensor, nn
@@ -62,6 +63,17 @@ class Student(nn.Module, ABC):
         """``(prediction, log_std)`` from the embedding: the head's first two outputs."""
         out = self.head(emb)
         return out[:, 0], out[:, 1]
+
+    def set_linear_head(self, weight: np.ndarray, bias: float, log_std: float) -> None:
+        """Set the head so that the prediction is ``emb @ weight + bias`` and the log-std ``log_std``
+        for every row (a linear probe's fit; ``Recipe.probe_head``)."""
+        head = self.head
+        with torch.no_grad():
+            head.weight.zero_()
+            head.bias.zero_()
+            head.weight[0].copy_(torch.as_tensor(weight))
+            head.bias[0].fill_(float(bias))
+            head.bias[1].fill_(float(log_std))
 
     def augment(self, batch: Any, jitter: float) -> Any:
         """A training batch with input noise of relative size ``jitter`` (default: none)."""

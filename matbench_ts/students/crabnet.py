@@ -58,6 +58,10 @@ class CrabNetStudent(Student):
         out = self.head(emb)
         return out[:, 0] * torch.sigmoid(out[:, 2]), out[:, 1]
 
+    def set_linear_head(self, weight: np.ndarray, bias: float, log_std: float) -> None:
+        # the gate sigmoid(out[:, 2]) starts at 0.5, where it learns fastest: the linear part is doubled
+        super().set_linear_head(2 * np.asarray(weight), 2 * bias, log_std)
+
     def augment(self, batch: tuple[Tensor, Tensor], jitter: float) -> tuple[Tensor, Tensor]:
         """crabnet's fractional noise ("fudge"): amounts times ``1 + N(0, jitter)``, renormalised."""
         if not jitter:
