@@ -165,6 +165,15 @@ phase_roost_finetune_lr() {  # Roost's fine-tuning rate with all the data: the r
   STUDENT=roost NAME=roost-chgnet-mp2018-leaksafe LRS=${LRS:-0.0003 0.0001} \
     SPECS=${SPECS:-matbench_perovskites:1 matbench_log_gvrh:1} phase_finetune_lr
 }
+phase_probe_head() {  # fine-tuning from a linear-probe head (Recipe.probe_head) on inner validation (20 % of training
+  # folds, test folds unused), both pretrained routes; the recipe's random head at the same rate: finetune_lr/NAME/lr*
+  local student=${STUDENT:-roost} name=${NAME:-roost-chgnet-mp2018-leaksafe} spec
+  for spec in ${SPECS:-matbench_perovskites:1 matbench_log_gvrh:1}; do
+    bench --student $student --tasks "${spec%%:*}" --fractions "${spec##*:}" --folds ${FOLDS:-0,1} --inner-validation 0.2 \
+      --strategies ${STRATEGIES:-pretrained,pretrained-ts} --pretrained $name \
+      --recipe "{\"base\": \"$student\", \"probe_head\": true}" --out benchmarks/results/pretrained/probe_head/$name
+  done
+}
 phase_roost_seeds() {  # the log_gvrh 5 % bar over seeds 1 and 2 as well (roost_head runs seed 0), then the table
   local out=benchmarks/results/pretrained/roost
   local run=(bench --student roost --tasks matbench_log_gvrh --fractions 0.05 --seeds 1,2)
