@@ -51,6 +51,13 @@ phase_log_gvrh_5() {  # the bar: log_gvrh at 5 %, 5 folds; baseline and ts: benc
     --pretrained $CKPT/$name.pt --out benchmarks/results/pretrained/$name
   bash benchmarks/ts_headline.sh log_gvrh_5
 }
+# One SPEC (task:fraction) scored on inner validation (20 % of each training fold in FOLDS, test folds unused)
+# for the pretrained STRATEGIES: inner_validation SPEC BENCH_ARGS...
+inner_validation() {
+  local spec=$1; shift
+  bench --tasks "${spec%%:*}" --fractions "${spec##*:}" --folds ${FOLDS:-0,1} --inner-validation 0.2 \
+    --strategies ${STRATEGIES:-pretrained,pretrained-ts} "$@"
+}
 phase_finetune_lr() {  # the fine-tuning peak learning rate, chosen on inner validation (20 % of training folds)
   # SPECS (task:fraction ...) to ask again with all the data, e.g. after perovskites' 100 % cell (results.md):
   # NAME=crabnet-chgnet-mp2018-leaksafe STRATEGIES=pretrained LRS="0.006 0.002" \
@@ -60,9 +67,8 @@ phase_finetune_lr() {  # the fine-tuning peak learning rate, chosen on inner val
   [ -e "$checkpoint" ] || checkpoint=$name  # a shipped one, by name (NAME=crabnet-chgnet-mp2018-leaksafe)
   for lr in ${LRS:-0.006 0.002 0.0006}; do
     for spec in ${SPECS:-matbench_log_gvrh:0.05 matbench_dielectric:0.25 matbench_phonons:0.25}; do
-      bench --student $student --tasks "${spec%%:*}" --fractions "${spec##*:}" --folds ${FOLDS:-0,1} \
-        --inner-validation 0.2 --strategies ${STRATEGIES:-pretrained,pretrained-ts} --pretrained $checkpoint \
-        --learning-rate $lr --out benchmarks/results/pretrained/finetune_lr/$name/lr$lr
+      inner_validation "$spec" --student $student --pretrained $checkpoint --learning-rate $lr \
+        --out benchmarks/results/pretrained/finetune_lr/$name/lr$lr
     done
   done
 }
@@ -165,12 +171,11 @@ phase_roost_finetune_lr() {  # Roost's fine-tuning rate with all the data: the r
   STUDENT=roost NAME=roost-chgnet-mp2018-leaksafe LRS=${LRS:-0.0003 0.0001} \
     SPECS=${SPECS:-matbench_perovskites:1 matbench_log_gvrh:1} phase_finetune_lr
 }
-phase_probe_head() {  # fine-tuning from a linear-probe head (Recipe.probe_head) on inner validation (20 % of training
-  # folds, test folds unused), both pretrained routes; the recipe's random head at the same rate: finetune_lr/NAME/lr*
+phase_probe_head() {  # fine-tuning from a linear-probe head (Recipe.probe_head) on inner validation, both
+  # pretrained routes; the recipe's random head at the same rate is in finetune_lr/NAME/lr*
   local student=${STUDENT:-roost} name=${NAME:-roost-chgnet-mp2018-leaksafe} spec
   for spec in ${SPECS:-matbench_perovskites:1 matbench_log_gvrh:1}; do
-    bench --student $student --tasks "${spec%%:*}" --fractions "${spec##*:}" --folds ${FOLDS:-0,1} --inner-validation 0.2 \
-      --strategies ${STRATEGIES:-pretrained,pretrained-ts} --pretrained $name \
+    inner_validation "$spec" --student $student --pretrained $name \
       --recipe "{\"base\": \"$student\", \"probe_head\": true}" --out benchmarks/results/pretrained/probe_head/$name
   done
 }
