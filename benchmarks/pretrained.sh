@@ -91,11 +91,11 @@ phase_every_epoch() {  # the 200-epoch leak-safe runs again after CrabNet's reci
     --fractions 0.05 --strategies baseline --student-params "$CPU_CRABNET" --out $out/baseline_cpu_size
 }
 bench_with_steels() {  # STRATEGIES on the tasks with structures, STEELS_STRATEGIES on steels (no steel has a
-  # structure), CrabNet: bench_with_steels TASKS STRATEGIES STEELS_STRATEGIES BENCH_ARGS...
+  # structure), the student $STUDENT (default CrabNet): bench_with_steels TASKS STRATEGIES STEELS_STRATEGIES BENCH_ARGS...
   local tasks=$1 strategies=$2 steels_strategies=$3
   shift 3
-  bench --student crabnet "$@" --tasks $tasks --strategies $strategies
-  bench --student crabnet "$@" --tasks matbench_steels --strategies $steels_strategies
+  bench --student ${STUDENT:-crabnet} "$@" --tasks $tasks --strategies $strategies
+  bench --student ${STUDENT:-crabnet} "$@" --tasks matbench_steels --strategies $steels_strategies
 }
 phase_grid() {  # issue #11 item 4: every regression task, the shipped leak-safe checkpoint (formulas of none of them)
   local name=${NAME:-crabnet-chgnet-mp2018-leaksafe} fraction
@@ -127,9 +127,13 @@ phase_submit_expt_gap() {  # a leaderboard-ready submission of the formulas-only
     --algorithm CrabNet-CHGNet --notes "CrabNet (cpu size of matbench-ts) fine-tuned on formulas only from a step-1 checkpoint distilled from CHGNet, shipped with matbench-ts; peak learning rate 2e-3 (the CrabNet recipe's for a checkpoint fine-tuned on more than 2,000 rows)." \
     --out $out
 }
+# Where default_choice writes for $STUDENT: CrabNet's (the default student's) study, or one folder per other student
+default_choice_dir() { echo benchmarks/results/pretrained/default_choice${STUDENT:+_$STUDENT}; }
 phase_default_choice() {  # issue #11 item 5: start TSRegressor from a checkpoint by default? Inner validation only
-  # (20 % of each training fold held out and scored; test folds unused), folds $FOLDS, small tasks first
-  local name=${NAME:-crabnet-chgnet-mp2018-leaksafe} out=benchmarks/results/pretrained/default_choice fraction tasks
+  # (20 % of each training fold held out and scored; test folds unused), folds $FOLDS, small tasks first;
+  # STUDENT=roost asks it for Roost, from Roost's leak-safe checkpoint
+  local name=${NAME:-${STUDENT:-crabnet}-chgnet-mp2018-leaksafe} out fraction tasks
+  out=$(default_choice_dir)
   tasks=matbench_jdft2d,matbench_phonons,matbench_dielectric,matbench_expt_gap,matbench_log_gvrh,matbench_perovskites
   for fraction in ${FRACTIONS:-0.05 0.25 1}; do
     bench_with_steels $tasks baseline,ts baseline --fractions $fraction --folds ${FOLDS:-0} --inner-validation 0.2 \
@@ -139,7 +143,8 @@ phase_default_choice() {  # issue #11 item 5: start TSRegressor from a checkpoin
   done
 }
 phase_default_choice_report() {  # the decision of item 5 from those runs (the rule is in the script's docstring)
-  local out=benchmarks/results/pretrained/default_choice
+  local out
+  out=$(default_choice_dir)
   .venv/bin/python benchmarks/default_choice.py $out > $out/choice.md
 }
 phase_bench_checkpoint_roost() {  # leak-safe Roost (cpu size) on the mp2018 structures, 200 epochs: Roost's grid rows
