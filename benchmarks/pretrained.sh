@@ -128,7 +128,10 @@ phase_submit_expt_gap() {  # a leaderboard-ready submission of the formulas-only
     --out $out
 }
 # Where default_choice writes for $STUDENT: CrabNet's (the default student's) study, or one folder per other student
-default_choice_dir() { echo benchmarks/results/pretrained/default_choice${STUDENT:+_$STUDENT}; }
+default_choice_dir() {
+  local student=${STUDENT:-crabnet}
+  echo benchmarks/results/pretrained/default_choice$([ "$student" = crabnet ] || echo "_$student")
+}
 phase_default_choice() {  # issue #11 item 5: start TSRegressor from a checkpoint by default? Inner validation only
   # (20 % of each training fold held out and scored; test folds unused), folds $FOLDS, small tasks first;
   # STUDENT=roost asks it for Roost, from Roost's leak-safe checkpoint
