@@ -37,9 +37,10 @@ ALPHA_RULES = ("auto-init", "auto-step2")
 AUTO_ALPHA_RULE = "auto-step2"
 #: The names ``alpha`` accepts besides a number.
 ALPHA_NAMES = ("auto", *ALPHA_RULES)
-#: What ``pretrained="auto"`` starts from: the shipped CrabNet aligned to CHGNet, for a CrabNet of default
-#: sizes taught by CHGNet (issue #11's item 5, decided on inner validation: docs/results.md).
-AUTO_PRETRAINED = "crabnet-chgnet-mp"
+#: What ``pretrained="auto"`` starts from, per student: the shipped student aligned to CHGNet on the full
+#: library, for that student at default sizes taught by CHGNet (issue #11's item 5, decided on inner
+#: validation for each student: docs/results.md).
+AUTO_PRETRAINED = {"crabnet": "crabnet-chgnet-mp", "roost": "roost-chgnet-mp"}
 
 
 def _is_integer(value: Any) -> bool:
@@ -70,8 +71,9 @@ class TeacherStudentEstimator(BaseEstimator):
         Start from a pretrained student (``matbench_ts.pretrained.available()`` names the shipped
         ones; a path reads a file made by ``matbench-ts pretrain``): its embedding is already
         aligned to a structure teacher on a library of structures, so step 1 is not run again.
-        ``"auto"`` (``TSRegressor``'s default) is :data:`AUTO_PRETRAINED` when the student is a
-        CrabNet of default sizes (``student="crabnet"``, no ``student_params``) taught by CHGNet
+        ``"auto"`` (``TSRegressor``'s default) is the student's entry of :data:`AUTO_PRETRAINED`
+        (``crabnet-chgnet-mp``, ``roost-chgnet-mp``) when the student is named with default sizes
+        (``student="crabnet"`` or ``"roost"``, no ``student_params``) and taught by CHGNet
         (``teacher="chgnet"``), and no checkpoint otherwise; ``None`` never starts from one.
         The student and its sizes come from the checkpoint (``student`` must name the same
         student; ``student_params`` may only repeat its sizes). With ``teacher=None`` the student
@@ -224,8 +226,10 @@ class TeacherStudentEstimator(BaseEstimator):
         """``pretrained`` with ``"auto"`` resolved (``own_step1``: the fit brings ``pretrain_structures``)."""
         if self.pretrained != "auto":
             return self.pretrained
-        default_crabnet = self.student == "crabnet" and self.student_params is None
-        return AUTO_PRETRAINED if default_crabnet and self.teacher == "chgnet" and not own_step1 else None
+        default_student = isinstance(self.student, str) and self.student_params is None
+        if not default_student or self.teacher != "chgnet" or own_step1:
+            return None
+        return AUTO_PRETRAINED.get(self.student)
 
     def _checkpoint(self, own_step1: bool = False) -> Checkpoint | None:
         """The pretrained checkpoint, checked against ``student``/``student_params`` (None without one)."""

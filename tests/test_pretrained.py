@@ -198,16 +198,20 @@ def test_roost_checkpoint_pretrains_fine_tunes_and_featurizes(tmp_path, library_
     assert features.shape == (60, ckpt.build().projection.in_features) and np.isfinite(features).all()
 
 
-def test_default_crabnet_taught_by_chgnet_starts_from_the_shipped_checkpoint(ci_data, cache_dir):
-    """pretrained="auto": the shipped CrabNet for the default student with CHGNet, nothing otherwise."""
+def test_default_students_taught_by_chgnet_start_from_the_shipped_checkpoints(ci_data, cache_dir):
+    """pretrained="auto": the shipped student for a default CrabNet or Roost with CHGNet, nothing otherwise."""
     from matbench_ts import TSClassifier
     from matbench_ts.estimator import AUTO_PRETRAINED
 
+    assert set(AUTO_PRETRAINED.values()) <= set(available())
     kwargs = dict(epochs=3, epochs_step1=3, cache_dir=cache_dir, random_state=0, verbose=0)
     X, y, structures = ci_data["X"][:60], ci_data["y"][:60], ci_data["structures"][:60]
     default = TSRegressor(**kwargs).fit(X, y, structures=structures)
-    assert default.pretrained_id_ == load(AUTO_PRETRAINED).id
+    assert default.pretrained_id_ == load(AUTO_PRETRAINED["crabnet"]).id
     assert "step 1" not in {h["step"] for h in default.history_}  # the checkpoint holds step 1
+    roost = TSRegressor(student="roost", **kwargs).fit(X, y, structures=structures)
+    assert roost.pretrained_id_ == load("roost-chgnet-mp").id and "step 1" not in {h["step"] for h in roost.history_}
+    assert TSRegressor(student="roost", teacher=None, **kwargs).fit(X, y).pretrained_id_ is None
     assert TSRegressor(pretrained=None, **kwargs).fit(X, y, structures=structures).pretrained_id_ is None
     sized = TSRegressor(student_params=TINY_CRABNET, **kwargs).fit(X, y, structures=structures)
     assert sized.pretrained_id_ is None and "step 1" in {h["step"] for h in sized.history_}
