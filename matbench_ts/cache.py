@@ -35,6 +35,11 @@ def structure_key(structure: Structure) -> str:
     return digest.hexdigest()[:32]
 
 
+def text_key(text: str) -> str:
+    """Key of a structure given as text (a CIF): the hash of the text itself, no parsing."""
+    return "text/" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     """A damaged database file, not a busy or locked one (those are OperationalErrors)."""
     return type(exc) is sqlite3.DatabaseError or getattr(exc, "sqlite_errorname", "") in (
@@ -155,6 +160,41 @@ class TeacherCache:
                     self._store.set(key, (row, _checksum(row)))
                     found[key] = row
         return np.stack([found[k] for k in keys])
+
+    def known_texts(self, teacher_id: str, items: Sequence[Any]) -> list[tuple[np.ndarray, str] | None]:
+        """For each item that is a text :meth:`remember_texts` saw, whose structure this teacher has
+        embedded: that embedding and the structure's composition formula, read without parsing the
+        text (parsing is most of a pass over a library already embedded); None for any other item."""
+        found: list[tuple[np.ndarray, str] | None] = []
+        try:
+            for item in items:
+                entry = self._text_entry(item)
+                row = None if entry is None else self._read(f"{teacher_id}/{entry[0]}")
+                found.append(None if row is None else (row, entry[1]))
+        except sqlite3.DatabaseError:  # the embeddings() call that parses them handles a damaged store
+            return [None] * len(items)
+        return found
+
+    def _text_entry(self, item: Any) -> tuple[str, str] | None:
+        if not isinstance(item, str):
+            return None
+        try:
+            entry = self._store.get(text_key(item))
+        except sqlite3.DatabaseError:
+            raise
+        except Exception:  # an entry that no longer unpickles: parse the text again
+            return None
+        ok = isinstance(entry, tuple) and len(entry) == 2 and all(isinstance(e, str) for e in entry)
+        return entry if ok else None
+
+    def remember_texts(self, items: Sequence[Any], structures: Sequence[Structure]) -> None:
+        """Record the structure each text item parsed to (content key, composition formula), so that
+        :meth:`known_texts` finds its embedding without parsing it again; other items are skipped."""
+        pairs = [(text_key(item), (structure_key(s), s.composition.formula))
+                 for item, s in zip(items, structures) if isinstance(item, str)]
+        with contextlib.suppress(sqlite3.DatabaseError), self._store.transact():  # only a shortcut: parse next time
+            for key, entry in pairs:
+                self._store.set(key, entry)
 
     def add(self, keys: Sequence[str], rows: np.ndarray) -> None:
         """Store embeddings computed elsewhere (``keys`` as ``f"{teacher_id}/{structure_key(s)}"``)."""

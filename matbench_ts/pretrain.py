@@ -162,19 +162,31 @@ def embed_library(library: Library, teacher: Any, teacher_id: str, work: Path, c
     with TeacherCache(cache_dir, chunk_size=chunk_size) as cache:
         for start in range(0, len(library.ids), chunk_size):
             rows = range(start, min(start + chunk_size, len(library.ids)))
-            structures = [parse_structure(library.structures[i], i) for i in rows]
+            # texts embedded before (by any library) are read back unparsed; the others are parsed here
+            known = dict(zip(rows, cache.known_texts(teacher_id, [library.structures[i] for i in rows])))
+            fresh = [i for i in rows if known[i] is None]
+            structures = [parse_structure(library.structures[i], i) for i in fresh]
             # a library is not the user's rows: structures the teacher cannot take are left out and counted
             mask = np.array([unembeddable_element(teacher, s) is None for s in structures], dtype=bool)
             mask[mask] = embeddable_mask(teacher, [s for s, ok in zip(structures, mask) if ok])
             kept = [s for s, ok in zip(structures, mask) if ok]
-            unembeddable += [library.ids[i] for i, ok in zip(rows, mask) if not ok]
+            kept_rows = [i for i, ok in zip(fresh, mask) if ok]
+            unembeddable += [library.ids[i] for i, ok in zip(fresh, mask) if not ok]
             if kept:
-                emb.append(cache.embeddings(teacher_id, kept, teacher.transform))
-            compositions += [s.composition.formula for s in kept]
-            formulas += [library.formulas[i] for i, ok in zip(rows, mask) if ok]
+                new = cache.embeddings(teacher_id, kept, teacher.transform)
+                cache.remember_texts([library.structures[i] for i in kept_rows], kept)
+                known.update({i: (row, s.composition.formula) for i, row, s in zip(kept_rows, new, kept)})
+            for i in rows:  # file order, as if every row had been parsed
+                if known[i] is not None:
+                    emb.append(known[i][0])
+                    compositions.append(known[i][1])
+                    formulas.append(library.formulas[i])
             bar.update(len(rows))
     bar.close()
-    out = {"key": np.array(key), "embeddings": np.concatenate(emb).astype(np.float32),
+    if not emb:
+        raise ValueError(f"structure library {library.paths}: the teacher {teacher_id} can embed none of its "
+                         f"{len(library.ids)} structures")
+    out = {"key": np.array(key), "embeddings": np.stack(emb).astype(np.float32),
            "compositions": np.array(compositions), "formulas": np.array(formulas),
            "unembeddable": np.array(unembeddable, dtype=str)}
     atomic_write(saved, lambda fh: np.savez(fh, **out))

@@ -380,6 +380,35 @@ def test_library_structures_the_teacher_cannot_embed_are_left_out(tmp_path, cach
     assert not {"AmO", "Na"} & ckpt.formulas
 
 
+def test_a_library_already_embedded_is_read_back_without_parsing(tmp_path, monkeypatch):
+    """A second pass over structures the cache holds (another library, another work folder) parses no CIF
+    and gives the same embeddings, compositions and formulas as the pass that parsed them."""
+    import matbench_ts.pretrain as pretrain_module
+    from matbench_ts.teachers import frozen_cache_id, make_teacher
+
+    df = pd.read_json(CI_SET, lines=True).head(12)[["mp_id", "composition", "structure"]]
+    path = tmp_path / "library.jsonl.gz"
+    df.to_json(path, orient="records", lines=True)
+    teacher = make_teacher("chgnet")
+    real_parse, parsed = pretrain_module.parse_structure, []
+    monkeypatch.setattr(pretrain_module, "parse_structure", lambda item, row: parsed.append(row) or real_parse(item, row))
+    library = read_library([str(path)])
+    cache_dir = str(tmp_path / "cache")  # empty: the first pass parses every row
+    embed = lambda lib, work: pretrain_module.embed_library(lib, teacher, frozen_cache_id(teacher), work, cache_dir,  # noqa: E731
+                                                            chunk_size=5, verbose=0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = embed(library, tmp_path / "a")
+    assert len(parsed) == 12
+    some = set(library.formulas[:3])
+    second = embed(library.without(some), tmp_path / "b")
+    assert len(parsed) == 12  # nothing parsed again
+    keep = [f not in some for f in library.formulas]
+    np.testing.assert_array_equal(second["embeddings"], first["embeddings"][keep])
+    assert list(second["compositions"]) == list(first["compositions"][keep])
+    assert list(second["formulas"]) == [f for f in library.formulas if f not in some]
+
+
 def test_fine_tuning_rate_falls_with_many_rows(checkpoint, ci_data, cache_dir):
     """A checkpoint fine-tuned on the targets alone on more than ``finetune_large_rows`` rows gets the recipe's
     lower peak; a fit without a checkpoint, one guided by the teacher, a small one and an explicit
